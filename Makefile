@@ -24,11 +24,11 @@ include $(PGXS)
 # pg_regress and pgTAP in a throwaway cluster (pg_virtualenv, from
 # postgresql-common); run after "make install".
 .PHONY: test prove bench-types demo
-test:
+test: all
 	pg_virtualenv -o 'max_worker_processes=16' sh -c '$(MAKE) installcheck && $(MAKE) prove'
 
 prove:
-	pg_prove --failures --ext .sql test/
+	pg_prove --failures test/*.sql
 
 bench-types:
 	pg_virtualenv sh -c 'psql -X -v ON_ERROR_STOP=1 -f bench/types.sql'
