@@ -31,4 +31,4 @@ prove:
 	pg_prove --failures test/*.sql
 
 bench-types:
-	pg_virtualenv sh -c 'psql -X -v ON_ERROR_STOP=1 -f bench/types.sql'
+	pg_virtualenv sh -c 'psql -X -f bench/types.sql $(if $(ROWS),-v rows=$(ROWS))'

@@ -480,3 +480,564 @@ COMMENT ON FUNCTION @extschema@.cache_write_price(@extschema@.rate) IS 'price of
 CREATE FUNCTION @extschema@.cache_write_1h_price(@extschema@.rate) RETURNS @extschema@.cost
 	AS 'MODULE_PATHNAME', 'rate_cache_write_1h_price' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.cache_write_1h_price(@extschema@.rate) IS 'price of 1M 1-hour cache-write tokens';
+
+-- ---------------------------------------------------------------------------
+-- provider usage objects
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.jsonb_to_tokens(jsonb) RETURNS @extschema@.tokens
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.jsonb_to_tokens(jsonb) IS
+	'a provider usage object (OpenAI, Anthropic, Gemini, Bedrock, OpenTelemetry GenAI or canonical) as tokens';
+CREATE CAST (jsonb AS @extschema@.tokens) WITH FUNCTION @extschema@.jsonb_to_tokens(jsonb);
+
+-- ---------------------------------------------------------------------------
+-- the price catalog, initiatives and attribution rules
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.prices (
+	id bigserial PRIMARY KEY,
+	provider text NOT NULL,
+	model text NOT NULL,
+	service_tier text NOT NULL DEFAULT 'standard',
+	effective_from timestamptz NOT NULL DEFAULT now(),
+	rate @extschema@.rate NOT NULL,
+	min_input_tokens bigint NOT NULL DEFAULT 0 CHECK (min_input_tokens >= 0),
+	source text,
+	shipped boolean NOT NULL DEFAULT false,
+	UNIQUE (provider, model, service_tier, min_input_tokens, effective_from)
+);
+COMMENT ON TABLE @extschema@.prices IS
+	'versioned price catalog: a call is priced at the newest row in effect at its time, the highest min_input_tokens its prompt exceeds';
+COMMENT ON COLUMN @extschema@.prices.service_tier IS 'standard, batch, flex, priority, ...';
+COMMENT ON COLUMN @extschema@.prices.effective_from IS 'the row prices calls from this time on, until a newer row of the same tier';
+COMMENT ON COLUMN @extschema@.prices.min_input_tokens IS 'long-context tier: applies to calls whose prompt exceeds this many tokens (the whole call is priced at it)';
+COMMENT ON COLUMN @extschema@.prices.source IS 'where the price comes from';
+COMMENT ON COLUMN @extschema@.prices.shipped IS 'true for rows installed with the extension (not dumped by pg_dump)';
+
+CREATE TABLE @extschema@.model_aliases (
+	provider text NOT NULL,
+	alias text NOT NULL,
+	model text NOT NULL,
+	shipped boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (provider, alias)
+);
+COMMENT ON TABLE @extschema@.model_aliases IS
+	'model names that resolve to a catalog model (after an exact match, before the date-suffix rule)';
+
+CREATE TABLE @extschema@.initiatives (
+	id bigserial PRIMARY KEY,
+	name text NOT NULL UNIQUE,
+	team text,
+	owner text,
+	status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'paused', 'abandoned')),
+	outcome_metric text,
+	value_per_outcome @extschema@.cost CHECK (@extschema@.amount(value_per_outcome) >= 0),
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE @extschema@.initiatives IS
+	'business uses of AI meant to produce outcomes; usage and outcome rows name them, and unknown names are registered on first use';
+
+CREATE TABLE @extschema@.attribution_rules (
+	id bigserial PRIMARY KEY,
+	priority integer NOT NULL DEFAULT 100,
+	match_api_key text,
+	match_app text,
+	match_principal text,
+	match_model text,
+	match_tags jsonb CHECK (match_tags IS NULL OR jsonb_typeof(match_tags) = 'object'),
+	initiative text,
+	team text,
+	CHECK (initiative IS NOT NULL OR team IS NOT NULL)
+);
+COMMENT ON TABLE @extschema@.attribution_rules IS
+	'how usage without an explicit initiative or team is attributed: the lowest priority that matches wins; NULL matches anything; tags match by containment';
+
+-- ---------------------------------------------------------------------------
+-- the ledger
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.usage (
+	id bigserial PRIMARY KEY,
+	occurred_at timestamptz NOT NULL DEFAULT now(),
+	recorded_at timestamptz NOT NULL DEFAULT now(),
+	request_id text,
+	provider text NOT NULL,
+	model text NOT NULL,
+	service_tier text NOT NULL DEFAULT 'standard',
+	tokens @extschema@.tokens NOT NULL DEFAULT 'in=0 out=0',
+	requests bigint NOT NULL DEFAULT 1 CHECK (requests >= 0),
+	cost @extschema@.cost,
+	price_id bigint,
+	team text,
+	initiative text,
+	principal text,
+	api_key text,
+	app text,
+	environment text,
+	run_id text,
+	prompt_hash text,
+	tags jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(tags) = 'object'),
+	attribution text NOT NULL CHECK (attribution ~ '^(explicit|unattributed|rule:[0-9]+)$'),
+	reservation_id uuid,
+	entry text NOT NULL DEFAULT 'call' CHECK (entry IN ('call', 'adjustment', 'rerate')),
+	adjusts bigint,
+	reason text,
+	CHECK ((entry = 'call') = (adjusts IS NULL))
+);
+COMMENT ON TABLE @extschema@.usage IS
+	'the ledger: one row per model call (or pre-aggregated batch), priced and attributed on insert; append-only';
+COMMENT ON COLUMN @extschema@.usage.occurred_at IS 'when the call happened (prices and budget periods follow it)';
+COMMENT ON COLUMN @extschema@.usage.recorded_at IS 'when the row was recorded';
+COMMENT ON COLUMN @extschema@.usage.request_id IS 'idempotency key: a call is recorded once';
+COMMENT ON COLUMN @extschema@.usage.tokens IS 'token counts of the call';
+COMMENT ON COLUMN @extschema@.usage.requests IS 'calls the row stands for (more than 1 for pre-aggregated batches)';
+COMMENT ON COLUMN @extschema@.usage.cost IS 'what the call cost: given (e.g. provider-billed) or priced from the catalog; NULL when no price applies yet';
+COMMENT ON COLUMN @extschema@.usage.price_id IS 'the prices row that priced the call';
+COMMENT ON COLUMN @extschema@.usage.attribution IS 'explicit, rule:<id> or unattributed';
+COMMENT ON COLUMN @extschema@.usage.entry IS 'call, adjustment (a correction) or rerate (a price correction)';
+COMMENT ON COLUMN @extschema@.usage.adjusts IS 'for adjustment and rerate entries: the call they correct';
+CREATE UNIQUE INDEX usage_request_id_key ON @extschema@.usage (request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX usage_occurred_at_idx ON @extschema@.usage USING brin (occurred_at);
+CREATE INDEX usage_adjusts_idx ON @extschema@.usage (adjusts) WHERE adjusts IS NOT NULL;
+CREATE INDEX usage_unpriced_idx ON @extschema@.usage (id) WHERE cost IS NULL;
+
+CREATE TABLE @extschema@.outcomes (
+	id bigserial PRIMARY KEY,
+	occurred_at timestamptz NOT NULL DEFAULT now(),
+	recorded_at timestamptz NOT NULL DEFAULT now(),
+	initiative text NOT NULL,
+	metric text NOT NULL,
+	quantity numeric NOT NULL DEFAULT 1 CHECK (quantity >= 0),
+	value @extschema@.cost,
+	run_id text,
+	external_ref text,
+	attributes jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(attributes) = 'object')
+);
+COMMENT ON TABLE @extschema@.outcomes IS
+	'business results (a ticket resolved, a lead enriched); append-only';
+COMMENT ON COLUMN @extschema@.outcomes.value IS 'what the outcome is worth; quantity x the initiative''s value_per_outcome when not given';
+COMMENT ON COLUMN @extschema@.outcomes.external_ref IS 'idempotency key: an outcome is recorded once';
+CREATE UNIQUE INDEX outcomes_external_ref_key ON @extschema@.outcomes (external_ref) WHERE external_ref IS NOT NULL;
+CREATE INDEX outcomes_occurred_at_idx ON @extschema@.outcomes USING brin (occurred_at);
+
+-- ---------------------------------------------------------------------------
+-- triggers
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.usage_before() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE FUNCTION @extschema@.outcome_before() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE FUNCTION @extschema@.append_only() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE FUNCTION @extschema@.catalog_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+
+CREATE TRIGGER usage_before BEFORE INSERT OR UPDATE ON @extschema@.usage
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.usage_before();
+CREATE TRIGGER usage_append_only BEFORE DELETE ON @extschema@.usage
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.append_only();
+CREATE TRIGGER usage_no_truncate BEFORE TRUNCATE ON @extschema@.usage
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.append_only();
+CREATE TRIGGER outcome_before BEFORE INSERT ON @extschema@.outcomes
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.outcome_before();
+CREATE TRIGGER outcomes_append_only BEFORE UPDATE OR DELETE ON @extschema@.outcomes
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.append_only();
+CREATE TRIGGER outcomes_no_truncate BEFORE TRUNCATE ON @extschema@.outcomes
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.append_only();
+-- the append-only rules hold in replica sessions too
+ALTER TABLE @extschema@.usage ENABLE ALWAYS TRIGGER usage_append_only;
+ALTER TABLE @extschema@.usage ENABLE ALWAYS TRIGGER usage_no_truncate;
+ALTER TABLE @extschema@.outcomes ENABLE ALWAYS TRIGGER outcomes_append_only;
+ALTER TABLE @extschema@.outcomes ENABLE ALWAYS TRIGGER outcomes_no_truncate;
+
+CREATE TRIGGER prices_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.prices
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.catalog_changed();
+CREATE TRIGGER model_aliases_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.model_aliases
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.catalog_changed();
+CREATE TRIGGER attribution_rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.attribution_rules
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.catalog_changed();
+CREATE TRIGGER initiatives_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.initiatives
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.catalog_changed();
+
+-- pg_dump keeps the rows users add; shipped catalog rows come with the extension
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.prices', 'WHERE NOT shipped');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.prices_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.model_aliases', 'WHERE NOT shipped');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.initiatives', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.initiatives_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.attribution_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.attribution_rules_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.usage', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.usage_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.outcomes', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.outcomes_id_seq', '');
+
+-- ---------------------------------------------------------------------------
+-- pricing functions
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.cost_of(tokens @extschema@.tokens, provider text, model text,
+		service_tier text DEFAULT 'standard', at timestamptz DEFAULT now())
+	RETURNS @extschema@.cost
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.cost_of(@extschema@.tokens, text, text, text, timestamptz) IS
+	'what the catalog charges for a call, without recording it; NULL when no price applies';
+CREATE FUNCTION @extschema@.price_of(tokens @extschema@.tokens, provider text, model text,
+		service_tier text, at timestamptz, requests bigint DEFAULT 1)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.price_of(@extschema@.tokens, text, text, text, timestamptz, bigint) IS
+	'the id of the prices row that would price a call; NULL when none applies';
+CREATE FUNCTION @extschema@.resolve_model(provider text, model text) RETURNS text
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.resolve_model(text, text) IS
+	'the catalog model a name resolves to (exact, alias, or without its date suffix); NULL when none has a price';
+
+-- ---------------------------------------------------------------------------
+-- recording and correcting
+-- ---------------------------------------------------------------------------
+
+-- the conflict error of a replayed key with different content
+CREATE FUNCTION @extschema@.replay_conflict(what text, key text, recorded text, replayed text)
+	RETURNS void LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+BEGIN
+	RAISE EXCEPTION '% "%" was already recorded with different content', what, key
+		USING ERRCODE = 'unique_violation',
+			  DETAIL = format('Recorded: %s. Replayed: %s.', recorded, replayed),
+			  HINT = 'A replay must repeat the original; record a correction with tokenledger.adjust() instead.';
+END $$;
+
+CREATE FUNCTION @extschema@.record_usage(provider text, model text, usage jsonb,
+		request_id text DEFAULT NULL, occurred_at timestamptz DEFAULT NULL,
+		service_tier text DEFAULT NULL, requests bigint DEFAULT NULL,
+		cost @extschema@.cost DEFAULT NULL, team text DEFAULT NULL, initiative text DEFAULT NULL,
+		principal text DEFAULT NULL, api_key text DEFAULT NULL, app text DEFAULT NULL,
+		environment text DEFAULT NULL, run_id text DEFAULT NULL, prompt_hash text DEFAULT NULL,
+		tags jsonb DEFAULT NULL, reservation_id uuid DEFAULT NULL)
+	RETURNS bigint LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	t tokens := record_usage.usage::tokens;
+	n bigint := coalesce(record_usage.requests,
+						 (record_usage.usage ->> 'num_model_requests')::bigint, 1);
+	tier text := coalesce(record_usage.service_tier, 'standard');
+	old record;
+	new_id bigint;
+BEGIN
+	IF record_usage.request_id IS NOT NULL THEN
+		FOR attempt IN 1 .. 2 LOOP
+			SELECT u.id, u.provider, u.model, u.service_tier, u.tokens, u.cost, u.price_id INTO old
+			FROM usage u WHERE u.request_id = record_usage.request_id;
+			IF FOUND THEN
+				IF old.provider <> record_usage.provider OR old.model <> record_usage.model
+				   OR old.service_tier <> tier OR old.tokens <> t
+				   OR (record_usage.cost IS NOT NULL AND old.cost IS DISTINCT FROM record_usage.cost) THEN
+					PERFORM replay_conflict('request_id', record_usage.request_id,
+						format('%s %s (%s) %s, cost %s', old.provider, old.model, old.service_tier, old.tokens, coalesce(old.cost::text, 'none')),
+						format('%s %s (%s) %s, cost %s', record_usage.provider, record_usage.model, tier, t, coalesce(record_usage.cost::text, 'none')));
+				END IF;
+				RETURN old.id;
+			END IF;
+			EXIT WHEN attempt = 2;
+			BEGIN
+				INSERT INTO usage (occurred_at, request_id, provider, model, service_tier, tokens,
+								   requests, cost, team, initiative, principal, api_key, app,
+								   environment, run_id, prompt_hash, tags, reservation_id)
+				VALUES (coalesce(record_usage.occurred_at, now()), record_usage.request_id,
+						record_usage.provider, record_usage.model, tier, t, n, record_usage.cost,
+						record_usage.team, record_usage.initiative, record_usage.principal,
+						record_usage.api_key, record_usage.app, record_usage.environment,
+						record_usage.run_id, record_usage.prompt_hash,
+						coalesce(record_usage.tags, '{}'), record_usage.reservation_id)
+				RETURNING id INTO new_id;
+				RETURN new_id;
+			EXCEPTION WHEN unique_violation THEN
+				-- recorded concurrently: compare with that row
+				NULL;
+			END;
+		END LOOP;
+	END IF;
+	INSERT INTO usage (occurred_at, request_id, provider, model, service_tier, tokens,
+					   requests, cost, team, initiative, principal, api_key, app,
+					   environment, run_id, prompt_hash, tags, reservation_id)
+	VALUES (coalesce(record_usage.occurred_at, now()), record_usage.request_id,
+			record_usage.provider, record_usage.model, tier, t, n, record_usage.cost,
+			record_usage.team, record_usage.initiative, record_usage.principal,
+			record_usage.api_key, record_usage.app, record_usage.environment,
+			record_usage.run_id, record_usage.prompt_hash,
+			coalesce(record_usage.tags, '{}'), record_usage.reservation_id)
+	RETURNING id INTO new_id;
+	RETURN new_id;
+END $$;
+COMMENT ON FUNCTION @extschema@.record_usage(text, text, jsonb, text, timestamptz, text, bigint, @extschema@.cost, text, text, text, text, text, text, text, text, jsonb, uuid) IS
+	'record a call from a provider usage object; idempotent on request_id (returns the existing id; a different replay is refused with 23505)';
+
+CREATE FUNCTION @extschema@.record_outcome(initiative text, metric text, quantity numeric DEFAULT 1,
+		occurred_at timestamptz DEFAULT NULL, value @extschema@.cost DEFAULT NULL,
+		run_id text DEFAULT NULL, external_ref text DEFAULT NULL, attributes jsonb DEFAULT NULL)
+	RETURNS bigint LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	old record;
+	new_id bigint;
+BEGIN
+	IF record_outcome.external_ref IS NOT NULL THEN
+		FOR attempt IN 1 .. 2 LOOP
+			SELECT o.id, o.initiative, o.metric, o.quantity, o.value INTO old
+			FROM outcomes o WHERE o.external_ref = record_outcome.external_ref;
+			IF FOUND THEN
+				IF old.initiative <> record_outcome.initiative OR old.metric <> record_outcome.metric
+				   OR old.quantity <> record_outcome.quantity
+				   OR (record_outcome.value IS NOT NULL AND old.value IS DISTINCT FROM record_outcome.value) THEN
+					PERFORM replay_conflict('external_ref', record_outcome.external_ref,
+						format('%s %s x %s, value %s', old.initiative, old.metric, old.quantity, coalesce(old.value::text, 'none')),
+						format('%s %s x %s, value %s', record_outcome.initiative, record_outcome.metric, record_outcome.quantity, coalesce(record_outcome.value::text, 'none')));
+				END IF;
+				RETURN old.id;
+			END IF;
+			EXIT WHEN attempt = 2;
+			BEGIN
+				INSERT INTO outcomes (occurred_at, initiative, metric, quantity, value, run_id, external_ref, attributes)
+				VALUES (coalesce(record_outcome.occurred_at, now()), record_outcome.initiative,
+						record_outcome.metric, record_outcome.quantity, record_outcome.value,
+						record_outcome.run_id, record_outcome.external_ref,
+						coalesce(record_outcome.attributes, '{}'))
+				RETURNING id INTO new_id;
+				RETURN new_id;
+			EXCEPTION WHEN unique_violation THEN
+				NULL;
+			END;
+		END LOOP;
+	END IF;
+	INSERT INTO outcomes (occurred_at, initiative, metric, quantity, value, run_id, external_ref, attributes)
+	VALUES (coalesce(record_outcome.occurred_at, now()), record_outcome.initiative,
+			record_outcome.metric, record_outcome.quantity, record_outcome.value,
+			record_outcome.run_id, record_outcome.external_ref,
+			coalesce(record_outcome.attributes, '{}'))
+	RETURNING id INTO new_id;
+	RETURN new_id;
+END $$;
+COMMENT ON FUNCTION @extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb) IS
+	'record a business outcome; idempotent on external_ref (returns the existing id; a different replay is refused with 23505)';
+
+CREATE FUNCTION @extschema@.adjust(usage_id bigint, delta @extschema@.cost, reason text)
+	RETURNS bigint LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+DECLARE
+	o usage;
+	new_id bigint;
+BEGIN
+	IF delta IS NULL THEN
+		RAISE EXCEPTION 'an adjustment needs a delta' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'an adjustment needs a reason' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Say why the cost changes, e.g. ''provider credit, ticket 1234''.';
+	END IF;
+	SELECT * INTO o FROM usage u WHERE u.id = usage_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'usage row % does not exist', usage_id USING ERRCODE = 'foreign_key_violation';
+	END IF;
+	IF o.cost IS NOT NULL AND currency(o.cost) <> currency(delta) THEN
+		RAISE EXCEPTION 'cannot adjust usage row % priced in % by an amount in %',
+			usage_id, currency(o.cost), currency(delta)
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO usage (occurred_at, provider, model, service_tier, tokens, requests, cost,
+					   team, initiative, principal, api_key, app, environment, run_id,
+					   prompt_hash, tags, attribution, entry, adjusts, reason)
+	VALUES (o.occurred_at, o.provider, o.model, o.service_tier, 'in=0 out=0', 0, delta,
+			o.team, o.initiative, o.principal, o.api_key, o.app, o.environment, o.run_id,
+			o.prompt_hash, o.tags, o.attribution, 'adjustment', o.id, reason)
+	RETURNING id INTO new_id;
+	RETURN new_id;
+END $$;
+COMMENT ON FUNCTION @extschema@.adjust(bigint, @extschema@.cost, text) IS
+	'append a correction to a usage row: zero tokens, cost = delta, the original''s attribution and time';
+
+CREATE FUNCTION @extschema@.reprice() RETURNS bigint LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+DECLARE
+	n bigint;
+BEGIN
+	-- the usage trigger fills each cost from the catalog and skips rows
+	-- that still have no price; it allows no other change
+	UPDATE usage SET price_id = NULL WHERE cost IS NULL AND entry = 'call';
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END $$;
+COMMENT ON FUNCTION @extschema@.reprice() IS
+	'price the calls recorded without a price, now that prices exist; returns how many were priced (costs already set never change)';
+
+CREATE FUNCTION @extschema@.rerate(provider text, model text, since timestamptz, until timestamptz)
+	RETURNS bigint LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	n bigint;
+BEGIN
+	INSERT INTO usage (occurred_at, provider, model, service_tier, tokens, requests, cost, price_id,
+					   team, initiative, principal, api_key, app, environment, run_id,
+					   prompt_hash, tags, attribution, entry, adjusts, reason)
+	SELECT d.occurred_at, d.provider, d.model, d.service_tier, 'in=0 out=0', 0, d.delta, d.new_price_id,
+		   d.team, d.initiative, d.principal, d.api_key, d.app, d.environment, d.run_id,
+		   d.prompt_hash, d.tags, d.attribution, 'rerate', d.id,
+		   format('rerate: price %s charges %s, was %s', d.new_price_id, d.new_cost, d.charged)
+	FROM (
+		SELECT c.*, c.new_cost - c.charged AS delta
+		FROM (
+			SELECT u.*, p.id AS new_price_id, u.tokens * p.rate AS new_cost,
+				   u.cost + coalesce((SELECT sum(r.cost) FROM usage r
+									  WHERE r.adjusts = u.id AND r.entry = 'rerate'), u.cost * 0) AS charged
+			FROM usage u
+			JOIN prices p ON p.id = price_of(u.tokens, u.provider, u.model, u.service_tier,
+											 u.occurred_at, u.requests)
+			WHERE u.entry = 'call' AND u.price_id IS NOT NULL
+			  AND u.provider = rerate.provider
+			  AND (u.model = rerate.model OR resolve_model(u.provider, u.model) = rerate.model)
+			  AND u.occurred_at >= rerate.since AND u.occurred_at < rerate.until
+		) c
+	) d
+	WHERE amount(d.delta) <> 0;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END $$;
+COMMENT ON FUNCTION @extschema@.rerate(text, text, timestamptz, timestamptz) IS
+	're-price catalog-priced calls of a model in [since, until) against the prices as they now stand, appending one rerate entry per call for the difference';
+
+CREATE VIEW @extschema@.unpriced_usage AS
+SELECT u.id, u.occurred_at, u.provider, u.model, u.service_tier,
+	   @extschema@.resolve_model(u.provider, u.model) AS catalog_model,
+	   CASE WHEN @extschema@.resolve_model(u.provider, u.model) IS NULL
+			THEN 'model not in the price catalog'
+			ELSE 'no price for this service tier and time' END AS reason,
+	   u.requests,
+	   @extschema@.input(u.tokens) AS input_tokens,
+	   @extschema@.output(u.tokens) AS output_tokens,
+	   @extschema@.cache_read(u.tokens) AS cache_read_tokens,
+	   @extschema@.cache_write(u.tokens) AS cache_write_tokens,
+	   @extschema@.cache_write_1h(u.tokens) AS cache_write_1h_tokens,
+	   u.team, u.initiative, u.principal, u.api_key, u.app, u.request_id
+FROM @extschema@.usage u
+WHERE u.cost IS NULL AND u.entry = 'call';
+COMMENT ON VIEW @extschema@.unpriced_usage IS
+	'calls recorded without a price (unknown model, tier or date); reprice() prices them once prices exist';
+COMMENT ON COLUMN @extschema@.unpriced_usage.catalog_model IS 'the catalog model the name resolves to, if any';
+COMMENT ON COLUMN @extschema@.unpriced_usage.reason IS 'why no price applied';
+COMMENT ON COLUMN @extschema@.unpriced_usage.input_tokens IS 'uncached prompt tokens';
+COMMENT ON COLUMN @extschema@.unpriced_usage.output_tokens IS 'completion tokens, reasoning included';
+COMMENT ON COLUMN @extschema@.unpriced_usage.cache_read_tokens IS 'prompt tokens read from the cache';
+COMMENT ON COLUMN @extschema@.unpriced_usage.cache_write_tokens IS 'prompt tokens written to the cache';
+COMMENT ON COLUMN @extschema@.unpriced_usage.cache_write_1h_tokens IS 'prompt tokens written to the 1-hour cache';
+
+-- ---------------------------------------------------------------------------
+-- the shipped catalog: list prices per 1M tokens, in USD, from the providers'
+-- pricing pages; batch tiers at the providers' batch discount (50%)
+-- ---------------------------------------------------------------------------
+
+INSERT INTO @extschema@.prices (provider, model, service_tier, effective_from, rate, min_input_tokens, source, shipped)
+SELECT provider, model, tier, timestamptz '2023-01-01 00:00:00+00', rate::@extschema@.rate, min_input, source, true
+FROM (VALUES
+	-- OpenAI
+	('openai', 'gpt-5', 'standard', 'in=1.25 out=10 cache_read=0.125 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-5', 'batch', 'in=0.625 out=5 cache_read=0.0625 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-5', 'flex', 'in=0.625 out=5 cache_read=0.0625 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-5', 'priority', 'in=2.5 out=20 cache_read=0.25 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-5-mini', 'standard', 'in=0.25 out=2 cache_read=0.025 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-5-mini', 'batch', 'in=0.125 out=1 cache_read=0.0125 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-5-mini', 'flex', 'in=0.125 out=1 cache_read=0.0125 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-5-mini', 'priority', 'in=0.45 out=3.6 cache_read=0.045 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-5-nano', 'standard', 'in=0.05 out=0.4 cache_read=0.005 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-5-nano', 'batch', 'in=0.025 out=0.2 cache_read=0.0025 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4.1', 'standard', 'in=2 out=8 cache_read=0.5 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4.1', 'batch', 'in=1 out=4 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4.1-mini', 'standard', 'in=0.4 out=1.6 cache_read=0.1 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4.1-mini', 'batch', 'in=0.2 out=0.8 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4.1-nano', 'standard', 'in=0.1 out=0.4 cache_read=0.025 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4.1-nano', 'batch', 'in=0.05 out=0.2 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4o', 'standard', 'in=2.5 out=10 cache_read=1.25 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4o', 'batch', 'in=1.25 out=5 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4o', 'priority', 'in=4.25 out=17 cache_read=2.125 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4o-mini', 'standard', 'in=0.15 out=0.6 cache_read=0.075 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4o-mini', 'batch', 'in=0.075 out=0.3 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'o3', 'standard', 'in=2 out=8 cache_read=0.5 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'o3', 'batch', 'in=1 out=4 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'o3', 'flex', 'in=1 out=4 cache_read=0.25 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'o3-pro', 'standard', 'in=20 out=80 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'o4-mini', 'standard', 'in=1.1 out=4.4 cache_read=0.275 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'o4-mini', 'batch', 'in=0.55 out=2.2 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'o4-mini', 'flex', 'in=0.55 out=2.2 cache_read=0.1375 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'o3-mini', 'standard', 'in=1.1 out=4.4 cache_read=0.55 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'o1', 'standard', 'in=15 out=60 cache_read=7.5 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-4-turbo', 'standard', 'in=10 out=30 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'gpt-3.5-turbo', 'standard', 'in=0.5 out=1.5 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'text-embedding-3-small', 'standard', 'in=0.02 out=0 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'text-embedding-3-small', 'batch', 'in=0.01 out=0 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	('openai', 'text-embedding-3-large', 'standard', 'in=0.13 out=0 USD/1M', 0, 'https://openai.com/api/pricing/'),
+	-- Anthropic: cache writes at 1.25x (5 minutes) and 2x (1 hour) the input price, reads at 0.1x
+	('anthropic', 'claude-opus-4-5', 'standard', 'in=5 out=25 cache_read=0.5 cache_write=6.25 cache_write_1h=10 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-opus-4-5', 'batch', 'in=2.5 out=12.5 cache_read=0.25 cache_write=3.125 cache_write_1h=5 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-opus-4-1', 'standard', 'in=15 out=75 cache_read=1.5 cache_write=18.75 cache_write_1h=30 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-opus-4-1', 'batch', 'in=7.5 out=37.5 cache_read=0.75 cache_write=9.375 cache_write_1h=15 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-opus-4', 'standard', 'in=15 out=75 cache_read=1.5 cache_write=18.75 cache_write_1h=30 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-opus-4', 'batch', 'in=7.5 out=37.5 cache_read=0.75 cache_write=9.375 cache_write_1h=15 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-sonnet-4-5', 'standard', 'in=3 out=15 cache_read=0.3 cache_write=3.75 cache_write_1h=6 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-sonnet-4-5', 'standard', 'in=6 out=22.5 cache_read=0.6 cache_write=7.5 cache_write_1h=12 USD/1M', 200000, 'https://docs.anthropic.com/en/docs/about-claude/pricing (prompts over 200k tokens)'),
+	('anthropic', 'claude-sonnet-4-5', 'batch', 'in=1.5 out=7.5 cache_read=0.15 cache_write=1.875 cache_write_1h=3 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-sonnet-4-5', 'batch', 'in=3 out=11.25 cache_read=0.3 cache_write=3.75 cache_write_1h=6 USD/1M', 200000, 'https://docs.anthropic.com/en/docs/about-claude/pricing (prompts over 200k tokens)'),
+	('anthropic', 'claude-sonnet-4', 'standard', 'in=3 out=15 cache_read=0.3 cache_write=3.75 cache_write_1h=6 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-sonnet-4', 'standard', 'in=6 out=22.5 cache_read=0.6 cache_write=7.5 cache_write_1h=12 USD/1M', 200000, 'https://docs.anthropic.com/en/docs/about-claude/pricing (prompts over 200k tokens)'),
+	('anthropic', 'claude-sonnet-4', 'batch', 'in=1.5 out=7.5 cache_read=0.15 cache_write=1.875 cache_write_1h=3 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-3-7-sonnet', 'standard', 'in=3 out=15 cache_read=0.3 cache_write=3.75 cache_write_1h=6 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-3-7-sonnet', 'batch', 'in=1.5 out=7.5 cache_read=0.15 cache_write=1.875 cache_write_1h=3 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-3-5-sonnet', 'standard', 'in=3 out=15 cache_read=0.3 cache_write=3.75 cache_write_1h=6 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-haiku-4-5', 'standard', 'in=1 out=5 cache_read=0.1 cache_write=1.25 cache_write_1h=2 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-haiku-4-5', 'batch', 'in=0.5 out=2.5 cache_read=0.05 cache_write=0.625 cache_write_1h=1 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-3-5-haiku', 'standard', 'in=0.8 out=4 cache_read=0.08 cache_write=1 cache_write_1h=1.6 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-3-5-haiku', 'batch', 'in=0.4 out=2 cache_read=0.04 cache_write=0.5 cache_write_1h=0.8 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	('anthropic', 'claude-3-haiku', 'standard', 'in=0.25 out=1.25 cache_read=0.03 cache_write=0.3 cache_write_1h=0.5 USD/1M', 0, 'https://docs.anthropic.com/en/docs/about-claude/pricing'),
+	-- Google Gemini API: long-context prices apply to prompts over 200k (2.5 Pro, 3 Pro) or 128k (1.5) tokens
+	('google', 'gemini-3-pro-preview', 'standard', 'in=2 out=12 cache_read=0.2 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-3-pro-preview', 'standard', 'in=4 out=18 cache_read=0.4 USD/1M', 200000, 'https://ai.google.dev/gemini-api/docs/pricing (prompts over 200k tokens)'),
+	('google', 'gemini-2.5-pro', 'standard', 'in=1.25 out=10 cache_read=0.125 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-2.5-pro', 'standard', 'in=2.5 out=15 cache_read=0.25 USD/1M', 200000, 'https://ai.google.dev/gemini-api/docs/pricing (prompts over 200k tokens)'),
+	('google', 'gemini-2.5-pro', 'batch', 'in=0.625 out=5 cache_read=0.0625 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-2.5-pro', 'batch', 'in=1.25 out=7.5 cache_read=0.125 USD/1M', 200000, 'https://ai.google.dev/gemini-api/docs/pricing (prompts over 200k tokens)'),
+	('google', 'gemini-2.5-flash', 'standard', 'in=0.3 out=2.5 cache_read=0.03 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-2.5-flash', 'batch', 'in=0.15 out=1.25 cache_read=0.015 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-2.5-flash-lite', 'standard', 'in=0.1 out=0.4 cache_read=0.01 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-2.5-flash-lite', 'batch', 'in=0.05 out=0.2 cache_read=0.005 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-2.0-flash', 'standard', 'in=0.1 out=0.4 cache_read=0.025 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-2.0-flash', 'batch', 'in=0.05 out=0.2 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-2.0-flash-lite', 'standard', 'in=0.075 out=0.3 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-1.5-pro', 'standard', 'in=1.25 out=5 cache_read=0.3125 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-1.5-pro', 'standard', 'in=2.5 out=10 cache_read=0.625 USD/1M', 128000, 'https://ai.google.dev/gemini-api/docs/pricing (prompts over 128k tokens)'),
+	('google', 'gemini-1.5-flash', 'standard', 'in=0.075 out=0.3 cache_read=0.01875 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing'),
+	('google', 'gemini-1.5-flash', 'standard', 'in=0.15 out=0.6 cache_read=0.0375 USD/1M', 128000, 'https://ai.google.dev/gemini-api/docs/pricing (prompts over 128k tokens)'),
+	('google', 'text-embedding-004', 'standard', 'in=0 out=0 USD/1M', 0, 'https://ai.google.dev/gemini-api/docs/pricing')
+) AS v(provider, model, tier, rate, min_input, source);
+
+INSERT INTO @extschema@.model_aliases (provider, alias, model, shipped)
+SELECT provider, alias, model, true
+FROM (VALUES
+	('openai', 'chatgpt-4o-latest', 'gpt-4o'),
+	('openai', 'gpt-5-chat-latest', 'gpt-5'),
+	('anthropic', 'claude-opus-4-1-latest', 'claude-opus-4-1'),
+	('anthropic', 'claude-opus-4-0', 'claude-opus-4'),
+	('anthropic', 'claude-sonnet-4-0', 'claude-sonnet-4'),
+	('anthropic', 'claude-3-7-sonnet-latest', 'claude-3-7-sonnet'),
+	('anthropic', 'claude-3-5-sonnet-latest', 'claude-3-5-sonnet'),
+	('anthropic', 'claude-3-5-haiku-latest', 'claude-3-5-haiku'),
+	('google', 'gemini-2.5-pro-preview-06-05', 'gemini-2.5-pro'),
+	('google', 'gemini-2.5-pro-preview-05-06', 'gemini-2.5-pro'),
+	('google', 'gemini-flash-latest', 'gemini-2.5-flash'),
+	('google', 'gemini-flash-lite-latest', 'gemini-2.5-flash-lite'),
+	('google', 'gemini-2.0-flash-001', 'gemini-2.0-flash'),
+	('google', 'gemini-1.5-pro-002', 'gemini-1.5-pro'),
+	('google', 'gemini-1.5-flash-002', 'gemini-1.5-flash')
+) AS v(provider, alias, model);

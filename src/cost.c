@@ -21,6 +21,7 @@
 #include "utils/numeric.h"
 
 #include "tokenledger.h"
+#include "ledger.h"
 
 /* UTF-8 currency symbols accepted on input */
 #define EURO_SIGN "\xe2\x82\xac"
@@ -631,7 +632,7 @@ check_numeric_factor(Numeric n, const char *op)
 															NumericGetDatum(n))))));
 }
 
-static CostValue *
+CostValue *
 cost_times_numeric(CostValue *a, Numeric f)
 {
 	Numeric		prod;

@@ -11,6 +11,7 @@
 #include "utils/guc.h"
 
 #include "tokenledger.h"
+#include "ledger.h"
 
 PG_MODULE_MAGIC;
 
@@ -123,6 +124,7 @@ _PG_init(void)
 							   check_currency,
 							   NULL,
 							   NULL);
+	catalog_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("tokenledger");
 #else

@@ -1,0 +1,485 @@
+/*
+ * ledger_trigger.c
+ *		The triggers of the ledger tables usage and outcomes.
+ *
+ * usage_before (BEFORE INSERT OR UPDATE, per row):
+ *	- on INSERT it validates the row, prices it from the catalog unless a
+ *	  cost is given (recording price_id), keeps an explicit initiative/team,
+ *	  else applies the first matching attribution rule, else marks the row
+ *	  unattributed; fills team from the initiative, registers unknown
+ *	  initiatives.  What a row already carries (a cost with its price_id, an
+ *	  attribution) is kept, so restored rows come back as they were;
+ *	- on UPDATE it allows one thing only: filling the cost of a row that has
+ *	  none (what reprice() does), with the catalog's price.
+ * outcome_before (BEFORE INSERT, per row): registers unknown initiatives and
+ *	values the outcome at quantity x value_per_outcome when no value is given.
+ * append_only (BEFORE UPDATE/DELETE per row, BEFORE TRUNCATE): refuses.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "tokenledger.h"
+#include "ledger.h"
+
+/* the usage columns the trigger reads or writes */
+enum
+{
+	U_OCCURRED_AT,
+	U_RECORDED_AT,
+	U_PROVIDER,
+	U_MODEL,
+	U_SERVICE_TIER,
+	U_TOKENS,
+	U_REQUESTS,
+	U_COST,
+	U_PRICE_ID,
+	U_TEAM,
+	U_INITIATIVE,
+	U_PRINCIPAL,
+	U_API_KEY,
+	U_APP,
+	U_TAGS,
+	U_ATTRIBUTION,
+	U_ENTRY,
+	U_NCOLS
+};
+
+static const char *const usage_columns[U_NCOLS] = {
+	"occurred_at", "recorded_at", "provider", "model", "service_tier",
+	"tokens", "requests", "cost", "price_id", "team", "initiative",
+	"principal", "api_key", "app", "tags", "attribution", "entry"
+};
+
+enum
+{
+	O_INITIATIVE,
+	O_QUANTITY,
+	O_VALUE,
+	O_NCOLS
+};
+
+static const char *const outcome_columns[O_NCOLS] = {
+	"initiative", "quantity", "value"
+};
+
+/*
+ * Column numbers (0-based) by name, cached per relation and rebuilt when the
+ * row type differs (partitions may differ from their parent).
+ */
+typedef struct ColumnMap
+{
+	Oid			relid;
+	int			natts;
+	int			attno[U_NCOLS];
+} ColumnMap;
+
+static void
+map_columns(ColumnMap *map, Relation rel, const char *const *names, int n)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (map->relid == RelationGetRelid(rel) && map->natts == desc->natts)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		int			attno = SPI_fnumber(desc, names[i]);
+
+		if (attno <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("table \"%s\" has no column \"%s\"",
+							RelationGetRelationName(rel), names[i])));
+		map->attno[i] = attno - 1;
+	}
+	map->relid = RelationGetRelid(rel);
+	map->natts = desc->natts;
+}
+
+static char *
+text_or_null(Datum *values, bool *nulls, int col)
+{
+	return nulls[col] ? NULL : TextDatumGetCString(values[col]);
+}
+
+static void
+set_text(Datum *values, bool *nulls, bool *repl, int col, const char *s)
+{
+	values[col] = s ? CStringGetTextDatum(s) : (Datum) 0;
+	nulls[col] = (s == NULL);
+	repl[col] = true;
+}
+
+/*
+ * Refuse an api_key that looks like a secret key rather than a key's id or
+ * name: a known secret prefix followed by a long token.
+ */
+static void
+check_api_key(const char *key)
+{
+	static const char *const prefixes[] = {
+		"sk-", "sk_", "rk-", "rk_", "AIza", "AKIA", "ASIA", "xai-",
+		"gsk_", "hf_", "r8_", "pplx-", "nvapi-", "csk-", NULL
+	};
+	size_t		len = strlen(key);
+
+	if (len < 24)
+		return;
+	for (const char *const *p = prefixes; *p; p++)
+	{
+		size_t		plen = strlen(*p);
+
+		if (strncmp(key, *p, plen) == 0)
+		{
+			bool		tokenlike = true;
+
+			for (size_t i = plen; i < len; i++)
+				if (!(isalnum((unsigned char) key[i]) || key[i] == '-' || key[i] == '_'))
+					tokenlike = false;
+			if (tokenlike)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("api_key \"%.*s...\" looks like a secret key", (int) Min(plen + 4, len), key),
+						 errdetail("tokenledger never stores API secrets."),
+						 errhint("Record the key's id or name instead (e.g. \"%s...%s\" or the provider's key id).",
+								 *p, key + len - 4)));
+		}
+	}
+}
+
+static bool
+rule_matches(const CachedRule *r, Datum *values, bool *nulls)
+{
+	const char *fields[4] = {r->api_key, r->app, r->principal, r->model};
+	int			cols[4] = {U_API_KEY, U_APP, U_PRINCIPAL, U_MODEL};
+
+	for (int i = 0; i < 4; i++)
+	{
+		char	   *v;
+
+		if (fields[i] == NULL)
+			continue;
+		v = text_or_null(values, nulls, cols[i]);
+		if (v == NULL || strcmp(v, fields[i]) != 0)
+			return false;
+	}
+	if (r->tags != NULL)
+	{
+		if (nulls[U_TAGS])
+			return false;
+		if (!DatumGetBool(DirectFunctionCall2(jsonb_contains, values[U_TAGS],
+											  JsonbPGetDatum(r->tags))))
+			return false;
+	}
+	return true;
+}
+
+static void
+register_if_unknown(const char *initiative)
+{
+	if (initiative != NULL && catalog_initiative(initiative) == NULL)
+		catalog_register_initiative(initiative);
+}
+
+/* fill team from the initiative when the row has none */
+static void
+fill_team(Datum *values, bool *nulls, bool *repl)
+{
+	char	   *initiative = text_or_null(values, nulls, U_INITIATIVE);
+	const CachedInitiative *ini;
+
+	if (initiative == NULL || !nulls[U_TEAM])
+		return;
+	ini = catalog_initiative(initiative);
+	if (ini && ini->team)
+		set_text(values, nulls, repl, U_TEAM, pstrdup(ini->team));
+}
+
+/* price the row into cost and price_id; false when no price applies */
+static bool
+price_row(Datum *values, bool *nulls, bool *repl)
+{
+	CostValue	cost;
+	int64		price_id;
+	TimestampTz at;
+
+	at = nulls[U_OCCURRED_AT] ? GetCurrentTransactionStartTimestamp()
+		: DatumGetTimestampTz(values[U_OCCURRED_AT]);
+	if (nulls[U_TOKENS] || nulls[U_PROVIDER] || nulls[U_MODEL] ||
+		!catalog_price(TextDatumGetCString(values[U_PROVIDER]),
+					   TextDatumGetCString(values[U_MODEL]),
+					   nulls[U_SERVICE_TIER] ? "standard" : TextDatumGetCString(values[U_SERVICE_TIER]),
+					   at, DatumGetTokensP(values[U_TOKENS]),
+					   nulls[U_REQUESTS] ? 1 : DatumGetInt64(values[U_REQUESTS]),
+					   &cost, &price_id))
+		return false;
+	values[U_COST] = CostPGetDatum(cost_make(cost.nanos, cost.currency));
+	nulls[U_COST] = false;
+	repl[U_COST] = true;
+	values[U_PRICE_ID] = Int64GetDatum(price_id);
+	nulls[U_PRICE_ID] = false;
+	repl[U_PRICE_ID] = true;
+	return true;
+}
+
+static HeapTuple
+usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			natts = desc->natts;
+	Datum	   *all_values = palloc(natts * sizeof(Datum));
+	bool	   *all_nulls = palloc(natts * sizeof(bool));
+	Datum		values[U_NCOLS];
+	bool		nulls[U_NCOLS];
+	bool		repl[U_NCOLS] = {false};
+	char	   *entry;
+	char	   *api_key;
+	int			cols[U_NCOLS];
+	Datum		new_values[U_NCOLS];
+	bool		new_nulls[U_NCOLS];
+	int			nrepl = 0;
+
+	heap_deform_tuple(tuple, desc, all_values, all_nulls);
+	for (int i = 0; i < U_NCOLS; i++)
+	{
+		values[i] = all_values[map->attno[i]];
+		nulls[i] = all_nulls[map->attno[i]];
+	}
+
+	entry = text_or_null(values, nulls, U_ENTRY);
+	if (entry == NULL)
+	{
+		entry = "call";
+		set_text(values, nulls, repl, U_ENTRY, entry);
+	}
+	api_key = text_or_null(values, nulls, U_API_KEY);
+	if (api_key)
+		check_api_key(api_key);
+
+	/*
+	 * The catalog prices calls that come without a cost.  A row that carries
+	 * its cost keeps it, with the price_id it came with (normally none; a
+	 * restored row's own).
+	 */
+	if (strcmp(entry, "call") == 0 && nulls[U_COST])
+	{
+		if (!price_row(values, nulls, repl))
+		{
+			nulls[U_PRICE_ID] = true;
+			repl[U_PRICE_ID] = true;
+		}
+	}
+
+	/*
+	 * Attribution, unless the row carries one (adjustments copy the
+	 * original's; restored rows their own): an explicit initiative or team,
+	 * else the first matching rule, else none.
+	 */
+	if (nulls[U_ATTRIBUTION])
+	{
+		const char *attribution = "unattributed";
+		char		buf[32];
+
+		if (!nulls[U_INITIATIVE] || !nulls[U_TEAM])
+			attribution = "explicit";
+		else if (strcmp(entry, "call") == 0)
+		{
+			int			n;
+			const CachedRule *rules = catalog_rules(&n);
+
+			for (int i = 0; i < n; i++)
+			{
+				if (!rule_matches(&rules[i], values, nulls))
+					continue;
+				if (rules[i].initiative)
+					set_text(values, nulls, repl, U_INITIATIVE, pstrdup(rules[i].initiative));
+				if (rules[i].team)
+					set_text(values, nulls, repl, U_TEAM, pstrdup(rules[i].team));
+				snprintf(buf, sizeof(buf), "rule:" INT64_FORMAT, rules[i].id);
+				attribution = buf;
+				break;
+			}
+		}
+		set_text(values, nulls, repl, U_ATTRIBUTION, pstrdup(attribution));
+	}
+
+	register_if_unknown(text_or_null(values, nulls, U_INITIATIVE));
+	fill_team(values, nulls, repl);
+
+	if (nulls[U_RECORDED_AT])
+	{
+		values[U_RECORDED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		nulls[U_RECORDED_AT] = false;
+		repl[U_RECORDED_AT] = true;
+	}
+
+	for (int i = 0; i < U_NCOLS; i++)
+		if (repl[i])
+		{
+			cols[nrepl] = map->attno[i] + 1;
+			new_values[nrepl] = values[i];
+			new_nulls[nrepl] = nulls[i];
+			nrepl++;
+		}
+	return heap_modify_tuple_by_cols(tuple, desc, nrepl, cols, new_values, new_nulls);
+}
+
+static void
+refuse_change(Relation rel, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s of \"%s\" is not allowed: the ledger is append-only",
+					what, RelationGetRelationName(rel)),
+			 errhint("Record a correction instead: tokenledger.adjust(usage_id, delta, reason).")));
+}
+
+/*
+ * UPDATE of usage: only filling a missing cost from the catalog, with every
+ * other column unchanged.  Returns the row to store, or NULL to skip it when
+ * no price applies yet.
+ */
+static HeapTuple
+usage_update(Relation rel, HeapTuple oldtup, HeapTuple newtup, ColumnMap *map)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			natts = desc->natts;
+	Datum	   *ov = palloc(natts * sizeof(Datum));
+	bool	   *on = palloc(natts * sizeof(bool));
+	Datum	   *nv = palloc(natts * sizeof(Datum));
+	bool	   *nn = palloc(natts * sizeof(bool));
+	Datum		values[U_NCOLS];
+	bool		nulls[U_NCOLS];
+	bool		repl[U_NCOLS] = {false};
+	char	   *entry;
+	int			cols[2];
+	Datum		new_values[2];
+	bool		new_nulls[2] = {false, false};
+
+	heap_deform_tuple(oldtup, desc, ov, on);
+	heap_deform_tuple(newtup, desc, nv, nn);
+	entry = on[map->attno[U_ENTRY]] ? NULL : TextDatumGetCString(ov[map->attno[U_ENTRY]]);
+	if (!on[map->attno[U_COST]] || entry == NULL || strcmp(entry, "call") != 0)
+		refuse_change(rel, "UPDATE");
+	for (int i = 0; i < natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || i == map->attno[U_COST] || i == map->attno[U_PRICE_ID])
+			continue;
+		if (on[i] != nn[i] ||
+			(!on[i] && !datumIsEqual(ov[i], nv[i], att->attbyval, att->attlen)))
+			refuse_change(rel, "UPDATE");
+	}
+
+	for (int i = 0; i < U_NCOLS; i++)
+	{
+		values[i] = ov[map->attno[i]];
+		nulls[i] = on[map->attno[i]];
+	}
+	if (!price_row(values, nulls, repl))
+		return NULL;
+	cols[0] = map->attno[U_COST] + 1;
+	new_values[0] = values[U_COST];
+	cols[1] = map->attno[U_PRICE_ID] + 1;
+	new_values[1] = values[U_PRICE_ID];
+	return heap_modify_tuple_by_cols(oldtup, desc, 2, cols, new_values, new_nulls);
+}
+
+/* BEFORE INSERT OR UPDATE trigger of usage */
+PG_FUNCTION_INFO_V1(usage_before);
+Datum
+usage_before(PG_FUNCTION_ARGS)
+{
+	static ColumnMap map = {InvalidOid, 0, {0}};
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "usage_before: must be fired before, for each row");
+	rel = trigdata->tg_relation;
+	map_columns(&map, rel, usage_columns, U_NCOLS);
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		return PointerGetDatum(usage_insert(rel, trigdata->tg_trigtuple, &map));
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		return PointerGetDatum(usage_update(rel, trigdata->tg_trigtuple,
+											trigdata->tg_newtuple, &map));
+	refuse_change(rel, "DELETE");
+	return PointerGetDatum(NULL);
+}
+
+/* BEFORE INSERT trigger of outcomes */
+PG_FUNCTION_INFO_V1(outcome_before);
+Datum
+outcome_before(PG_FUNCTION_ARGS)
+{
+	static ColumnMap map = {InvalidOid, 0, {0}};
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	bool		isnull;
+	Datum		d;
+	char	   *initiative;
+	int			cols[1];
+	Datum		values[1];
+	bool		nulls[1] = {false};
+	int			n = 0;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		elog(ERROR, "outcome_before: must be fired before insert, for each row");
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+	tuple = trigdata->tg_trigtuple;
+	map_columns(&map, rel, outcome_columns, O_NCOLS);
+
+	d = heap_getattr(tuple, map.attno[O_INITIATIVE] + 1, desc, &isnull);
+	initiative = isnull ? NULL : TextDatumGetCString(d);
+	register_if_unknown(initiative);
+
+	(void) heap_getattr(tuple, map.attno[O_VALUE] + 1, desc, &isnull);
+	if (isnull && initiative != NULL)
+	{
+		const CachedInitiative *ini = catalog_initiative(initiative);
+		Datum		q = heap_getattr(tuple, map.attno[O_QUANTITY] + 1, desc, &isnull);
+
+		if (ini && ini->has_value && !isnull)
+		{
+			CostValue	per = ini->value_per_outcome;
+
+			cols[n] = map.attno[O_VALUE] + 1;
+			values[n++] = CostPGetDatum(cost_times_numeric(&per, DatumGetNumeric(q)));
+		}
+	}
+	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, n, cols, values, nulls));
+}
+
+/* BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE (statement): refuse */
+PG_FUNCTION_INFO_V1(append_only);
+Datum
+append_only(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "append_only: not called by the trigger manager");
+	refuse_change(trigdata->tg_relation,
+				  TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE" :
+				  TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? "DELETE" : "TRUNCATE");
+	return PointerGetDatum(NULL);
+}
