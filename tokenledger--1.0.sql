@@ -583,7 +583,8 @@ CREATE TABLE @extschema@.usage (
 	entry text NOT NULL DEFAULT 'call' CHECK (entry IN ('call', 'adjustment', 'rerate')),
 	adjusts bigint,
 	reason text,
-	CHECK ((entry = 'call') = (adjusts IS NULL))
+	-- corrections name the call they correct; calls name none
+	CONSTRAINT usage_link_check CHECK ((entry = 'call') = (adjusts IS NULL))
 );
 COMMENT ON TABLE @extschema@.usage IS
 	'the ledger: one row per model call (or pre-aggregated batch), priced and attributed on insert; append-only';
@@ -637,13 +638,13 @@ CREATE FUNCTION @extschema@.catalog_changed() RETURNS trigger
 CREATE TRIGGER usage_before BEFORE INSERT OR UPDATE ON @extschema@.usage
 	FOR EACH ROW EXECUTE FUNCTION @extschema@.usage_before();
 CREATE TRIGGER usage_append_only BEFORE DELETE ON @extschema@.usage
-	FOR EACH ROW EXECUTE FUNCTION @extschema@.append_only();
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.append_only();
 CREATE TRIGGER usage_no_truncate BEFORE TRUNCATE ON @extschema@.usage
 	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.append_only();
 CREATE TRIGGER outcome_before BEFORE INSERT ON @extschema@.outcomes
 	FOR EACH ROW EXECUTE FUNCTION @extschema@.outcome_before();
 CREATE TRIGGER outcomes_append_only BEFORE UPDATE OR DELETE ON @extschema@.outcomes
-	FOR EACH ROW EXECUTE FUNCTION @extschema@.append_only();
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.append_only();
 CREATE TRIGGER outcomes_no_truncate BEFORE TRUNCATE ON @extschema@.outcomes
 	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.append_only();
 -- the append-only rules hold in replica sessions too

@@ -13,7 +13,8 @@
  *	  none (what reprice() does), with the catalog's price.
  * outcome_before (BEFORE INSERT, per row): registers unknown initiatives and
  *	values the outcome at quantity x value_per_outcome when no value is given.
- * append_only (BEFORE UPDATE/DELETE per row, BEFORE TRUNCATE): refuses.
+ * append_only (BEFORE UPDATE, DELETE or TRUNCATE, per statement): refuses,
+ *	even when no row would be touched.
  */
 #include "postgres.h"
 
@@ -469,7 +470,7 @@ outcome_before(PG_FUNCTION_ARGS)
 	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, n, cols, values, nulls));
 }
 
-/* BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE (statement): refuse */
+/* BEFORE UPDATE, DELETE or TRUNCATE, for each statement: refuse */
 PG_FUNCTION_INFO_V1(append_only);
 Datum
 append_only(PG_FUNCTION_ARGS)
