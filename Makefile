@@ -1,12 +1,10 @@
 # tokenledger: an outcome-based ledger for AI token spend, as a PostgreSQL extension
 
 EXTENSION = tokenledger
-EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -e "s/default_version[[:space:]]*=[[:space:]]*'\([^']*\)'/\1/")
 
 MODULE_big = $(EXTENSION)
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
-DATA = $(filter-out $(wildcard $(EXTENSION)--*--*.sql),$(wildcard $(EXTENSION)--*.sql)) \
-	$(wildcard $(EXTENSION)--*--*.sql)
+DATA = $(wildcard $(EXTENSION)--*.sql)
 
 TESTS = $(wildcard sql/*.sql)
 REGRESS = $(patsubst sql/%.sql,%,$(TESTS))
@@ -17,18 +15,44 @@ PG_CPPFLAGS = -I$(srcdir)/src
 
 EXTRA_CLEAN = results regression.diffs regression.out
 
-PG_CONFIG ?= pg_config
-PGXS := $(shell $(PG_CONFIG) --pgxs)
+# PostgreSQL 15 first; any pg_config on the PATH otherwise
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+# sudo for installing, unless run as root
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: deps test prove demo bench-types bench-ingest
+
+deps:
+	sh scripts/install-deps.sh
+
+ifeq ($(PGXS),)
+# A fresh machine has no server headers yet: install them, then go on.
+all install installcheck test demo bench-types bench-ingest:
+	sh scripts/install-deps.sh
+	$(MAKE) PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config $@
+else
 include $(PGXS)
 
-# pg_regress and pgTAP in a throwaway cluster (pg_virtualenv, from
-# postgresql-common); run after "make install".
-.PHONY: test prove bench-types demo
+# pg_regress and pgTAP in a throwaway cluster (pg_virtualenv)
 test: all
+	$(SUDO) $(MAKE) install
 	pg_virtualenv -o 'max_worker_processes=16' sh -c '$(MAKE) installcheck && $(MAKE) prove'
 
 prove:
 	pg_prove --failures test/*.sql
 
-bench-types:
+# the main job: a month of a mid-size company's AI spend, and its report
+demo: all
+	$(SUDO) $(MAKE) install
+	pg_virtualenv sh -c 'psql -X -q -v ON_ERROR_STOP=1 -f demo/generate.sql && psql -X -q -v ON_ERROR_STOP=1 -f demo/report.sql'
+
+bench-types: all
+	$(SUDO) $(MAKE) install
 	pg_virtualenv sh -c 'psql -X -f bench/types.sql $(if $(ROWS),-v rows=$(ROWS))'
+
+bench-ingest: all
+	$(SUDO) $(MAKE) install
+	pg_virtualenv sh bench/ingest.sh
+endif
