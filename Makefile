@@ -22,10 +22,18 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 # sudo for installing, unless run as root
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: deps test prove demo bench-types bench-ingest
+.PHONY: deps lint test prove demo bench-types bench-ingest
 
 deps:
 	sh scripts/install-deps.sh
+
+# clang-format (config in .clang-format) and cppcheck must have nothing to say
+lint:
+	clang-format --dry-run -Werror src/*.c src/*.h
+	cppcheck --error-exitcode=1 --quiet --std=c99 --inline-suppr \
+		--enable=warning,style,performance,portability \
+		--suppress=missingIncludeSystem --suppress=toomanyconfigs \
+		-I src -I $(shell $(PG_CONFIG) --includedir-server) src/*.c
 
 ifeq ($(PGXS),)
 # A fresh machine has no server headers yet: install them, then go on.

@@ -14,9 +14,9 @@
 
 typedef struct CostAggState
 {
-	int128		sum;			/* in nanos */
-	int64		count;			/* non-NULL inputs in the state */
-	char		currency[CURRENCY_LEN + 1]; /* empty while count == 0 */
+	int128 sum;                        /* in nanos */
+	int64  count;                      /* non-NULL inputs in the state */
+	char   currency[CURRENCY_LEN + 1]; /* empty while count == 0 */
 } CostAggState;
 
 /* bytes in a serialized state: sum (2 x int64), count, currency */
@@ -35,8 +35,7 @@ agg_context(FunctionCallInfo fcinfo, const char *fname)
 static CostAggState *
 make_state(MemoryContext aggcontext)
 {
-	return (CostAggState *) MemoryContextAllocZero(aggcontext,
-												   sizeof(CostAggState));
+	return (CostAggState *) MemoryContextAllocZero(aggcontext, sizeof(CostAggState));
 }
 
 static void
@@ -44,8 +43,7 @@ mixed_currencies(const char *a, const char *b)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("cannot aggregate costs in different currencies: %s and %s",
-					a, b),
+			 errmsg("cannot aggregate costs in different currencies: %s and %s", a, b),
 			 errhint("Group by currency(cost), or convert the costs first with convert().")));
 }
 
@@ -65,14 +63,14 @@ Datum
 cost_sum_accum(PG_FUNCTION_ARGS)
 {
 	CostAggState *state;
-	CostValue  *c;
 
 	state = PG_ARGISNULL(0) ? NULL : (CostAggState *) PG_GETARG_POINTER(0);
 	if (state == NULL)
 		state = make_state(agg_context(fcinfo, "cost_sum_accum"));
 	if (!PG_ARGISNULL(1))
 	{
-		c = PG_GETARG_COST_P(1);
+		CostValue *c = PG_GETARG_COST_P(1);
+
 		state_currency(state, c->currency);
 		state->sum += c->nanos;
 		state->count++;
@@ -86,16 +84,15 @@ Datum
 cost_sum_inv(PG_FUNCTION_ARGS)
 {
 	CostAggState *state;
-	CostValue  *c;
 
 	state = PG_ARGISNULL(0) ? NULL : (CostAggState *) PG_GETARG_POINTER(0);
 	if (state == NULL)
 		elog(ERROR, "cost_sum_inv called with a NULL state");
 	if (!PG_ARGISNULL(1))
 	{
-		c = PG_GETARG_COST_P(1);
-		if (state->count <= 0 ||
-			memcmp(state->currency, c->currency, CURRENCY_LEN) != 0)
+		CostValue *c = PG_GETARG_COST_P(1);
+
+		if (state->count <= 0 || memcmp(state->currency, c->currency, CURRENCY_LEN) != 0)
 			elog(ERROR, "cost_sum_inv called with a value not in the state");
 		state->sum -= c->nanos;
 		state->count--;
@@ -137,9 +134,9 @@ PG_FUNCTION_INFO_V1(cost_sum_serialize);
 Datum
 cost_sum_serialize(PG_FUNCTION_ARGS)
 {
-	CostAggState *state;
+	CostAggState  *state;
 	StringInfoData buf;
-	uint128		u;
+	uint128        u;
 
 	(void) agg_context(fcinfo, "cost_sum_serialize");
 	state = (CostAggState *) PG_GETARG_POINTER(0);
@@ -158,20 +155,19 @@ PG_FUNCTION_INFO_V1(cost_sum_deserialize);
 Datum
 cost_sum_deserialize(PG_FUNCTION_ARGS)
 {
-	bytea	   *sstate;
-	CostAggState *state;
+	bytea         *sstate;
+	CostAggState  *state;
 	StringInfoData buf;
-	uint64		hi;
-	uint64		lo;
-	const char *code;
+	uint64         hi;
+	uint64         lo;
+	const char    *code;
 
 	(void) agg_context(fcinfo, "cost_sum_deserialize");
 	sstate = PG_GETARG_BYTEA_PP(0);
 	if (VARSIZE_ANY_EXHDR(sstate) != COST_AGG_STATE_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid serialized cost aggregate state: %d bytes, expected %d",
-						(int) VARSIZE_ANY_EXHDR(sstate), COST_AGG_STATE_BYTES)));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+						errmsg("invalid serialized cost aggregate state: %d bytes, expected %d",
+							   (int) VARSIZE_ANY_EXHDR(sstate), COST_AGG_STATE_BYTES)));
 
 	buf.data = VARDATA_ANY(sstate);
 	buf.len = VARSIZE_ANY_EXHDR(sstate);
@@ -186,15 +182,12 @@ cost_sum_deserialize(PG_FUNCTION_ARGS)
 	pq_getmsgend(&buf);
 
 	if (state->count < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid serialized cost aggregate state: negative count")));
-	if (state->count > 0 &&
-		!(currency_normalize(code, CURRENCY_LEN, state->currency) &&
-		  memcmp(code, state->currency, CURRENCY_LEN) == 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid serialized cost aggregate state: bad currency")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+						errmsg("invalid serialized cost aggregate state: negative count")));
+	if (state->count > 0 && !(currency_normalize(code, CURRENCY_LEN, state->currency) &&
+							  memcmp(code, state->currency, CURRENCY_LEN) == 0))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+						errmsg("invalid serialized cost aggregate state: bad currency")));
 	if (state->count == 0)
 		memset(state->currency, 0, sizeof(state->currency));
 	PG_RETURN_POINTER(state);
@@ -212,11 +205,10 @@ cost_sum_final(PG_FUNCTION_ARGS)
 	if (state->sum > (int128) NANOS_MAX || state->sum < -(int128) NANOS_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("sum of costs out of range in currency %s",
-						state->currency),
+				 errmsg("sum of costs out of range in currency %s", state->currency),
 				 errdetail("The sum is %s.",
-						   DatumGetCString(DirectFunctionCall1(numeric_out,
-															   NumericGetDatum(nanos128_to_numeric(state->sum))))),
+						   DatumGetCString(DirectFunctionCall1(
+							   numeric_out, NumericGetDatum(nanos128_to_numeric(state->sum))))),
 				 errhint("A cost's magnitude must be below 9223372036.854775808 units.")));
 	PG_RETURN_COST_P(cost_make((int64) state->sum, state->currency));
 }
@@ -230,18 +222,17 @@ Datum
 cost_avg_final(PG_FUNCTION_ARGS)
 {
 	CostAggState *state = PG_ARGISNULL(0) ? NULL : (CostAggState *) PG_GETARG_POINTER(0);
-	Numeric		quot;
-	int64		nanos;
+	Numeric       quot;
+	int64         nanos;
 
 	if (state == NULL || state->count == 0)
 		PG_RETURN_NULL();
 	if (state->sum % state->count == 0)
-		PG_RETURN_COST_P(cost_make((int64) (state->sum / state->count),
-								   state->currency));
+		PG_RETURN_COST_P(cost_make((int64) (state->sum / state->count), state->currency));
 	quot = DatumGetNumeric(DirectFunctionCall2(numeric_div,
 											   NumericGetDatum(nanos128_to_numeric(state->sum)),
 											   NumericGetDatum(int64_to_numeric(state->count))));
 	if (!numeric_to_nanos(quot, &nanos))
-		elog(ERROR, "average of costs out of range");	/* cannot happen */
+		elog(ERROR, "average of costs out of range"); /* cannot happen */
 	PG_RETURN_COST_P(cost_make(nanos, state->currency));
 }

@@ -34,53 +34,52 @@
 /* one version of one price tier */
 typedef struct PriceRow
 {
-	int64		id;
+	int64       id;
 	TimestampTz effective_from;
-	int64		min_input_tokens;
-	Rate		rate;
+	int64       min_input_tokens;
+	Rate        rate;
 } PriceRow;
 
 /* string-keyed hash entries: the key is a pointer to a string in the cache */
 typedef struct PriceSet
 {
-	char	   *key;			/* provider \x1f model \x1f tier */
-	int			nrows;
-	PriceRow   *rows;			/* min_input_tokens desc, effective_from desc */
+	char     *key; /* provider \x1f model \x1f tier */
+	int       nrows;
+	PriceRow *rows; /* min_input_tokens desc, effective_from desc */
 } PriceSet;
 
 typedef struct AliasEntry
 {
-	char	   *key;			/* provider \x1f alias */
-	char	   *model;
+	char *key; /* provider \x1f alias */
+	char *model;
 } AliasEntry;
 
 typedef struct ModelEntry
 {
-	char	   *key;			/* provider \x1f model: has some price */
+	char *key; /* provider \x1f model: has some price */
 } ModelEntry;
 
 typedef struct InitiativeEntry
 {
-	char	   *key;			/* name */
+	char            *key; /* name */
 	CachedInitiative info;
 } InitiativeEntry;
 
 static MemoryContext catalog_cxt = NULL;
-static bool catalog_valid = false;
-static TimestampTz catalog_checked_at = 0;
-static HTAB *price_sets = NULL;
-static HTAB *priced_models = NULL;
-static HTAB *aliases = NULL;
-static HTAB *initiatives = NULL;
-static CachedRule *rules = NULL;
-static int	nrules = 0;
+static bool          catalog_valid = false;
+static TimestampTz   catalog_checked_at = 0;
+static HTAB         *price_sets = NULL;
+static HTAB         *priced_models = NULL;
+static HTAB         *aliases = NULL;
+static HTAB         *initiatives = NULL;
+static CachedRule   *rules = NULL;
+static int           nrules = 0;
 
 /* the tables whose changes drop the cache */
 #define NCATALOG_TABLES 4
-static const char *const catalog_tables[NCATALOG_TABLES] = {
-	"prices", "model_aliases", "attribution_rules", "initiatives"
-};
-static Oid	catalog_relids[NCATALOG_TABLES];
+static const char *const catalog_tables[NCATALOG_TABLES] = {"prices", "model_aliases",
+															"attribution_rules", "initiatives"};
+static Oid               catalog_relids[NCATALOG_TABLES];
 
 static uint32
 strptr_hash(const void *key, Size keysize)
@@ -99,7 +98,7 @@ strptr_match(const void *key1, const void *key2, Size keysize)
 static HTAB *
 make_table(const char *name, Size entrysize, long nelem)
 {
-	HASHCTL		ctl;
+	HASHCTL ctl;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(char *);
@@ -107,8 +106,7 @@ make_table(const char *name, Size entrysize, long nelem)
 	ctl.hash = strptr_hash;
 	ctl.match = strptr_match;
 	ctl.hcxt = catalog_cxt;
-	return hash_create(name, nelem, &ctl,
-					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	return hash_create(name, nelem, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
 /* "a\x1fb" or "a\x1fb\x1fc" in buf */
@@ -131,7 +129,7 @@ make_key(StringInfo buf, const char *a, const char *b, const char *c)
 static void *
 enter_key(HTAB *table, const char *key, bool *found)
 {
-	void	   *entry = hash_search(table, &key, HASH_ENTER, found);
+	void *entry = hash_search(table, &key, HASH_ENTER, found);
 
 	if (!*found)
 		*(char **) entry = MemoryContextStrdup(catalog_cxt, key);
@@ -163,8 +161,8 @@ catalog_init(void)
 static char *
 spi_text(HeapTuple tup, TupleDesc desc, int col)
 {
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	bool  isnull;
+	Datum d = SPI_getbinval(tup, desc, col, &isnull);
 
 	if (isnull)
 		return NULL;
@@ -174,29 +172,31 @@ spi_text(HeapTuple tup, TupleDesc desc, int col)
 static void
 load_prices(StringInfo key)
 {
-	uint64		n;
-	PriceSet   *current = NULL;
-	int			capacity = 0;
+	uint64    n;
+	PriceSet *current = NULL;
+	int       capacity = 0;
 
-	if (SPI_execute("SELECT provider, model, service_tier, id, effective_from, rate, min_input_tokens"
-					" FROM tokenledger.prices"
-					" ORDER BY provider, model, service_tier, min_input_tokens DESC, effective_from DESC, id DESC",
-					true, 0) != SPI_OK_SELECT)
+	if (SPI_execute(
+			"SELECT provider, model, service_tier, id, effective_from, rate, min_input_tokens"
+			" FROM tokenledger.prices"
+			" ORDER BY provider, model, service_tier, min_input_tokens DESC, effective_from DESC, "
+			"id DESC",
+			true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read tokenledger.prices");
 	n = SPI_processed;
 	price_sets = make_table("tokenledger prices", sizeof(PriceSet), Max(n, 64));
 	priced_models = make_table("tokenledger priced models", sizeof(ModelEntry), Max(n, 64));
 	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		bool		found;
-		char	   *provider = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
-		char	   *model = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-		char	   *tier = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
-		PriceSet   *set;
-		PriceRow   *row;
+		HeapTuple tup = SPI_tuptable->vals[i];
+		TupleDesc desc = SPI_tuptable->tupdesc;
+		bool      isnull;
+		bool      found;
+		char     *provider = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+		char     *model = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		char     *tier = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+		PriceSet *set;
+		PriceRow *row;
 
 		set = enter_key(price_sets, make_key(key, provider, model, tier), &found);
 		if (!found)
@@ -214,9 +214,8 @@ load_prices(StringInfo key)
 		if (set->nrows >= capacity)
 		{
 			capacity = Max(4, capacity * 2);
-			set->rows = set->rows
-				? repalloc(set->rows, capacity * sizeof(PriceRow))
-				: MemoryContextAlloc(catalog_cxt, capacity * sizeof(PriceRow));
+			set->rows = set->rows ? repalloc(set->rows, capacity * sizeof(PriceRow))
+								  : MemoryContextAlloc(catalog_cxt, capacity * sizeof(PriceRow));
 		}
 		row = &set->rows[set->nrows++];
 		row->id = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
@@ -229,26 +228,24 @@ load_prices(StringInfo key)
 static void
 load_aliases(StringInfo key)
 {
-	uint64		n;
+	uint64 n;
 
-	if (SPI_execute("SELECT provider, alias, model FROM tokenledger.model_aliases",
-					true, 0) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT provider, alias, model FROM tokenledger.model_aliases", true, 0) !=
+		SPI_OK_SELECT)
 		elog(ERROR, "could not read tokenledger.model_aliases");
 	n = SPI_processed;
 	aliases = make_table("tokenledger aliases", sizeof(AliasEntry), Max(n, 16));
 	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		bool		found;
+		HeapTuple   tup = SPI_tuptable->vals[i];
+		TupleDesc   desc = SPI_tuptable->tupdesc;
+		bool        isnull;
+		bool        found;
 		AliasEntry *e;
 
 		e = enter_key(aliases,
-					  make_key(key,
-							   TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)),
-							   TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)),
-							   NULL),
+					  make_key(key, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)),
+							   TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)), NULL),
 					  &found);
 		e->model = spi_text(tup, desc, 3);
 	}
@@ -257,7 +254,7 @@ load_aliases(StringInfo key)
 static void
 load_rules(void)
 {
-	uint64		n;
+	uint64 n;
 
 	if (SPI_execute("SELECT id, match_api_key, match_app, match_principal, match_model,"
 					" match_tags, initiative, team"
@@ -269,11 +266,11 @@ load_rules(void)
 	rules = MemoryContextAllocZero(catalog_cxt, sizeof(CachedRule) * Max(n, 1));
 	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
+		HeapTuple   tup = SPI_tuptable->vals[i];
+		TupleDesc   desc = SPI_tuptable->tupdesc;
 		CachedRule *r = &rules[i];
-		bool		isnull;
-		Datum		d;
+		bool        isnull;
+		Datum       d;
 
 		r->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		r->api_key = spi_text(tup, desc, 2);
@@ -283,7 +280,7 @@ load_rules(void)
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		if (!isnull)
 		{
-			Jsonb	   *jb = DatumGetJsonbP(d);
+			Jsonb        *jb = DatumGetJsonbP(d);
 			MemoryContext old = MemoryContextSwitchTo(catalog_cxt);
 
 			r->tags = (Jsonb *) palloc(VARSIZE(jb));
@@ -298,7 +295,7 @@ load_rules(void)
 static void
 load_initiatives(void)
 {
-	uint64		n;
+	uint64 n;
 
 	if (SPI_execute("SELECT name, team, value_per_outcome, status FROM tokenledger.initiatives",
 					true, 0) != SPI_OK_SELECT)
@@ -307,15 +304,14 @@ load_initiatives(void)
 	initiatives = make_table("tokenledger initiatives", sizeof(InitiativeEntry), Max(n, 16));
 	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		bool		found;
+		HeapTuple        tup = SPI_tuptable->vals[i];
+		TupleDesc        desc = SPI_tuptable->tupdesc;
+		bool             isnull;
+		bool             found;
 		InitiativeEntry *e;
-		Datum		d;
+		Datum            d;
 
-		e = enter_key(initiatives,
-					  TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)),
+		e = enter_key(initiatives, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)),
 					  &found);
 		e->info.team = spi_text(tup, desc, 2);
 		d = SPI_getbinval(tup, desc, 3, &isnull);
@@ -331,9 +327,9 @@ load_initiatives(void)
 static void
 catalog_ensure(void)
 {
-	Oid			nsp;
+	Oid            nsp;
 	StringInfoData key;
-	MemoryContext old;
+	MemoryContext  old;
 
 	/*
 	 * Pick up changes that other backends committed since the statement
@@ -348,8 +344,7 @@ catalog_ensure(void)
 		return;
 
 	if (catalog_cxt == NULL)
-		catalog_cxt = AllocSetContextCreate(CacheMemoryContext,
-											"tokenledger catalog cache",
+		catalog_cxt = AllocSetContextCreate(CacheMemoryContext, "tokenledger catalog cache",
 											ALLOCSET_DEFAULT_SIZES);
 	else
 		MemoryContextReset(catalog_cxt);
@@ -392,12 +387,11 @@ catalog_ensure(void)
 static char *
 strip_date_suffix(const char *model)
 {
-	size_t		len = strlen(model);
+	size_t len = strlen(model);
 
-	if (len > 11 && model[len - 11] == '-' && model[len - 6] == '-' &&
-		model[len - 3] == '-')
+	if (len > 11 && model[len - 11] == '-' && model[len - 6] == '-' && model[len - 3] == '-')
 	{
-		bool		ok = true;
+		bool ok = true;
 
 		for (size_t i = len - 10; i < len; i++)
 			if (i != len - 6 && i != len - 3 && !isdigit((unsigned char) model[i]))
@@ -418,7 +412,7 @@ strip_date_suffix(const char *model)
 static bool
 model_is_priced(StringInfo key, const char *provider, const char *model)
 {
-	bool		found;
+	bool        found;
 	const char *k = make_key(key, provider, model, NULL);
 
 	(void) hash_search(priced_models, &k, HASH_FIND, &found);
@@ -443,8 +437,8 @@ const char *
 catalog_resolve_model(const char *provider, const char *model)
 {
 	StringInfoData key;
-	const char *target;
-	char	   *stripped;
+	const char    *target;
+	char          *stripped;
 
 	catalog_ensure();
 	initStringInfo(&key);
@@ -473,15 +467,14 @@ catalog_resolve_model(const char *provider, const char *model)
  * price applies.
  */
 bool
-catalog_price(const char *provider, const char *model, const char *tier,
-			  TimestampTz at, const Tokens *t, int64 requests,
-			  CostValue *cost, int64 *price_id)
+catalog_price(const char *provider, const char *model, const char *tier, TimestampTz at,
+			  const Tokens *t, int64 requests, CostValue *cost, int64 *price_id)
 {
 	StringInfoData key;
-	const char *resolved;
-	const char *k;
-	PriceSet   *set;
-	int128		prompt;
+	const char    *resolved;
+	const char    *k;
+	PriceSet      *set;
+	int128         prompt;
 
 	resolved = catalog_resolve_model(provider, model);
 	if (resolved == NULL)
@@ -497,7 +490,7 @@ catalog_price(const char *provider, const char *model, const char *tier,
 		prompt /= requests;
 	for (int i = 0; i < set->nrows; i++)
 	{
-		PriceRow   *row = &set->rows[i];
+		PriceRow *row = &set->rows[i];
 
 		if (row->effective_from > at)
 			continue;
@@ -538,15 +531,17 @@ void
 catalog_register_initiative(const char *name)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	Datum             values[1];
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (plan == NULL)
 	{
+		Oid argtypes[1] = {TEXTOID};
+
 		plan = SPI_prepare("INSERT INTO tokenledger.initiatives (name) VALUES ($1)"
-						   " ON CONFLICT (name) DO NOTHING", 1, argtypes);
+						   " ON CONFLICT (name) DO NOTHING",
+						   1, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the initiative registration");
 		SPI_keepplan(plan);
@@ -583,17 +578,17 @@ PG_FUNCTION_INFO_V1(cost_of);
 Datum
 cost_of(PG_FUNCTION_ARGS)
 {
-	Tokens	   *t;
-	CostValue	cost;
-	int64		price_id;
+	Tokens   *t;
+	CostValue cost;
+	int64     price_id;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
 	t = PG_GETARG_TOKENS_P(0);
-	if (!catalog_price(text_to_cstring(PG_GETARG_TEXT_PP(1)),
-					   text_to_cstring(PG_GETARG_TEXT_PP(2)),
+	if (!catalog_price(text_to_cstring(PG_GETARG_TEXT_PP(1)), text_to_cstring(PG_GETARG_TEXT_PP(2)),
 					   PG_ARGISNULL(3) ? "standard" : text_to_cstring(PG_GETARG_TEXT_PP(3)),
-					   PG_ARGISNULL(4) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(4),
+					   PG_ARGISNULL(4) ? GetCurrentTransactionStartTimestamp()
+									   : PG_GETARG_TIMESTAMPTZ(4),
 					   t, 1, &cost, &price_id))
 		PG_RETURN_NULL();
 	PG_RETURN_COST_P(cost_make(cost.nanos, cost.currency));
@@ -607,19 +602,15 @@ PG_FUNCTION_INFO_V1(price_of);
 Datum
 price_of(PG_FUNCTION_ARGS)
 {
-	CostValue	cost;
-	int64		price_id;
+	CostValue cost;
+	int64     price_id;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) ||
-		PG_ARGISNULL(3) || PG_ARGISNULL(4))
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
 		PG_RETURN_NULL();
-	if (!catalog_price(text_to_cstring(PG_GETARG_TEXT_PP(1)),
-					   text_to_cstring(PG_GETARG_TEXT_PP(2)),
-					   text_to_cstring(PG_GETARG_TEXT_PP(3)),
-					   PG_GETARG_TIMESTAMPTZ(4),
-					   PG_GETARG_TOKENS_P(0),
-					   PG_ARGISNULL(5) ? 1 : PG_GETARG_INT64(5),
-					   &cost, &price_id))
+	if (!catalog_price(text_to_cstring(PG_GETARG_TEXT_PP(1)), text_to_cstring(PG_GETARG_TEXT_PP(2)),
+					   text_to_cstring(PG_GETARG_TEXT_PP(3)), PG_GETARG_TIMESTAMPTZ(4),
+					   PG_GETARG_TOKENS_P(0), PG_ARGISNULL(5) ? 1 : PG_GETARG_INT64(5), &cost,
+					   &price_id))
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(price_id);
 }

@@ -24,7 +24,7 @@
 #include "ledger.h"
 
 /* UTF-8 currency symbols accepted on input */
-#define EURO_SIGN "\xe2\x82\xac"
+#define EURO_SIGN  "\xe2\x82\xac"
 #define POUND_SIGN "\xc2\xa3"
 
 /*
@@ -33,7 +33,7 @@
 CostValue *
 cost_make(int64 nanos, const char *currency)
 {
-	CostValue  *result = (CostValue *) palloc0(sizeof(CostValue));
+	CostValue *result = (CostValue *) palloc0(sizeof(CostValue));
 
 	result->nanos = nanos;
 	memcpy(result->currency, currency, CURRENCY_LEN);
@@ -50,20 +50,21 @@ static void
 check_same_currency(const CostValue *a, const CostValue *b, const char *what)
 {
 	if (!same_currency(a, b))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cannot %s costs in different currencies: %s and %s",
-						what, a->currency, b->currency),
-				 errhint("Convert one of them first, e.g. with convert().")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("cannot %s costs in different currencies: %s and %s", what,
+							   a->currency, b->currency),
+						errhint("Convert one of them first, e.g. with convert().")));
 }
+
+static void report_cost_out_of_range(const char *currency) pg_attribute_noreturn();
+static void report_division_by_zero(void) pg_attribute_noreturn();
 
 static void
 report_cost_out_of_range(const char *currency)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-			 errmsg("cost out of range in currency %s", currency),
-			 errdetail("A cost's magnitude must be below 9223372036.854775808 units.")));
+	ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					errmsg("cost out of range in currency %s", currency),
+					errdetail("A cost's magnitude must be below 9223372036.854775808 units.")));
 }
 
 /*
@@ -77,13 +78,12 @@ int
 parse_decimal_nanos(const char *s, int64 *nanos, bool *out_of_range)
 {
 	const char *p = s;
-	uint64		units = 0;
-	int64		frac = 0;
-	int			ndigits = 0;
-	int			nfrac = 0;
-	bool		big = false;
-	bool		round_up = false;
-	uint64		magnitude;
+	uint64      units = 0;
+	int64       frac = 0;
+	int         ndigits = 0;
+	bool        big = false;
+	bool        round_up = false;
+	uint64      magnitude;
 
 	while (*p >= '0' && *p <= '9')
 	{
@@ -99,6 +99,8 @@ parse_decimal_nanos(const char *s, int64 *nanos, bool *out_of_range)
 	}
 	if (*p == '.')
 	{
+		int nfrac = 0;
+
 		p++;
 		while (*p >= '0' && *p <= '9')
 		{
@@ -130,11 +132,11 @@ parse_decimal_nanos(const char *s, int64 *nanos, bool *out_of_range)
 void
 format_nanos(StringInfo buf, int64 nanos, int min_decimals)
 {
-	uint64		mag;
-	uint64		units;
-	uint64		frac;
-	char		digits[NANO_DIGITS + 1];
-	int			ndec;
+	uint64 mag;
+	uint64 units;
+	uint64 frac;
+	char   digits[NANO_DIGITS + 1];
+	int    ndec;
 
 	if (nanos < 0)
 	{
@@ -177,10 +179,10 @@ nanos_to_numeric(int64 nanos)
 Numeric
 nanos128_to_numeric(int128 nanos)
 {
-	char		buf[64];
-	char	   *p = buf + sizeof(buf);
-	uint128		mag;
-	int			n = 0;
+	char    buf[64];
+	char   *p = buf + sizeof(buf);
+	uint128 mag;
+	int     n = 0;
 
 	mag = nanos < 0 ? (uint128) (-(nanos + 1)) + 1 : (uint128) nanos;
 	*--p = '\0';
@@ -194,10 +196,8 @@ nanos128_to_numeric(int128 nanos)
 	} while (mag > 0 || n <= NANO_DIGITS);
 	if (nanos < 0)
 		*--p = '-';
-	return DatumGetNumeric(DirectFunctionCall3(numeric_in,
-											   CStringGetDatum(p),
-											   ObjectIdGetDatum(InvalidOid),
-											   Int32GetDatum(-1)));
+	return DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(p),
+											   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
 }
 
 /*
@@ -207,20 +207,18 @@ nanos128_to_numeric(int128 nanos)
 bool
 numeric_to_nanos(Numeric units, int64 *nanos)
 {
-	Numeric		rounded;
-	char	   *str;
+	Numeric     rounded;
+	char       *str;
 	const char *p;
-	bool		neg = false;
-	bool		oor = false;
-	int			len;
+	bool        neg = false;
+	bool        oor = false;
+	int         len;
 
 	if (numeric_is_nan(units) || numeric_is_inf(units))
 		return false;
-	rounded = DatumGetNumeric(DirectFunctionCall2(numeric_round,
-												  NumericGetDatum(units),
-												  Int32GetDatum(NANO_DIGITS)));
-	str = DatumGetCString(DirectFunctionCall1(numeric_out,
-											  NumericGetDatum(rounded)));
+	rounded = DatumGetNumeric(
+		DirectFunctionCall2(numeric_round, NumericGetDatum(units), Int32GetDatum(NANO_DIGITS)));
+	str = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(rounded)));
 	p = str;
 	if (*p == '-')
 	{
@@ -239,8 +237,7 @@ numeric_to_nanos(Numeric units, int64 *nanos)
 static const char *
 skip_space(const char *p)
 {
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' ||
-		   *p == '\f' || *p == '\v')
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '\v')
 		p++;
 	return p;
 }
@@ -259,7 +256,7 @@ is_ascii_letter(char c)
 static int
 read_currency(const char *p, char *code, bool *valid)
 {
-	int			n = 0;
+	int n = 0;
 
 	while (is_ascii_letter(p[n]))
 		n++;
@@ -292,9 +289,9 @@ read_symbol(const char *p, char *code)
 	return 0;
 }
 
-#define COST_SYNTAX_ERROR(escontext, str, ...) \
-	ereturn((escontext), false, \
-			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION), \
+#define COST_SYNTAX_ERROR(escontext, str, ...)                                  \
+	ereturn((escontext), false,                                                 \
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),                      \
 			 errmsg("invalid input syntax for type %s: \"%s\"", "cost", (str)), \
 			 errdetail(__VA_ARGS__)))
 
@@ -306,23 +303,22 @@ static bool
 cost_parse(const char *str, CostValue *result, Node *escontext)
 {
 	const char *p = skip_space(str);
-	char		code[CURRENCY_LEN + 1] = {0};
-	char		other[CURRENCY_LEN + 1];
-	bool		have_code = false;
-	bool		valid = false;
-	bool		neg = false;
-	bool		have_sign = false;
-	bool		oor = false;
-	int			n;
-	int64		nanos;
+	char        code[CURRENCY_LEN + 1] = {0};
+	char        other[CURRENCY_LEN + 1];
+	bool        have_code = false;
+	bool        valid = false;
+	bool        neg = false;
+	bool        have_sign = false;
+	bool        oor = false;
+	int         n;
+	int64       nanos;
 
 	/* currency code before the amount */
 	n = read_currency(p, code, &valid);
 	if (n > 0)
 	{
 		if (!valid)
-			COST_SYNTAX_ERROR(escontext, str,
-							  "\"%.*s\" is not an ISO 4217 currency code.", n, p);
+			COST_SYNTAX_ERROR(escontext, str, "\"%.*s\" is not an ISO 4217 currency code.", n, p);
 		have_code = true;
 		p = skip_space(p + n);
 	}
@@ -337,9 +333,8 @@ cost_parse(const char *str, CostValue *result, Node *escontext)
 	if (n > 0)
 	{
 		if (have_code && strcmp(code, other) != 0)
-			COST_SYNTAX_ERROR(escontext, str,
-							  "The currency is given twice, as %s and as %s.",
-							  code, other);
+			COST_SYNTAX_ERROR(escontext, str, "The currency is given twice, as %s and as %s.", code,
+							  other);
 		memcpy(code, other, sizeof(code));
 		have_code = true;
 		p += n;
@@ -354,12 +349,10 @@ cost_parse(const char *str, CostValue *result, Node *escontext)
 
 	n = parse_decimal_nanos(p, &nanos, &oor);
 	if (n == 0)
-		COST_SYNTAX_ERROR(escontext, str,
-						  "An amount is expected, such as \"12.50 USD\".");
+		COST_SYNTAX_ERROR(escontext, str, "An amount is expected, such as \"12.50 USD\".");
 	p += n;
 	if (*p == 'e' || *p == 'E')
-		COST_SYNTAX_ERROR(escontext, str,
-						  "Exponents are not accepted; write the amount in full.");
+		COST_SYNTAX_ERROR(escontext, str, "Exponents are not accepted; write the amount in full.");
 
 	/* currency code after the amount */
 	p = skip_space(p);
@@ -367,19 +360,16 @@ cost_parse(const char *str, CostValue *result, Node *escontext)
 	if (n > 0)
 	{
 		if (!valid)
-			COST_SYNTAX_ERROR(escontext, str,
-							  "\"%.*s\" is not an ISO 4217 currency code.", n, p);
+			COST_SYNTAX_ERROR(escontext, str, "\"%.*s\" is not an ISO 4217 currency code.", n, p);
 		if (have_code && strcmp(code, other) != 0)
-			COST_SYNTAX_ERROR(escontext, str,
-							  "The currency is given twice, as %s and as %s.",
-							  code, other);
+			COST_SYNTAX_ERROR(escontext, str, "The currency is given twice, as %s and as %s.", code,
+							  other);
 		memcpy(code, other, sizeof(code));
 		have_code = true;
 		p = skip_space(p + n);
 	}
 	if (*p != '\0')
-		COST_SYNTAX_ERROR(escontext, str,
-						  "Unexpected \"%s\" after the amount.", p);
+		COST_SYNTAX_ERROR(escontext, str, "Unexpected \"%s\" after the amount.", p);
 
 	if (!have_code)
 		memcpy(code, default_currency(), sizeof(code));
@@ -401,8 +391,8 @@ PG_FUNCTION_INFO_V1(cost_in);
 Datum
 cost_in(PG_FUNCTION_ARGS)
 {
-	char	   *str = PG_GETARG_CSTRING(0);
-	CostValue  *result = (CostValue *) palloc0(sizeof(CostValue));
+	char      *str = PG_GETARG_CSTRING(0);
+	CostValue *result = (CostValue *) palloc0(sizeof(CostValue));
 
 	if (!cost_parse(str, result, fcinfo->context))
 		PG_RETURN_NULL();
@@ -414,7 +404,7 @@ PG_FUNCTION_INFO_V1(cost_out);
 Datum
 cost_out(PG_FUNCTION_ARGS)
 {
-	CostValue  *c = PG_GETARG_COST_P(0);
+	CostValue     *c = PG_GETARG_COST_P(0);
 	StringInfoData buf;
 
 	initStringInfo(&buf);
@@ -429,17 +419,15 @@ PG_FUNCTION_INFO_V1(cost_recv);
 Datum
 cost_recv(PG_FUNCTION_ARGS)
 {
-	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
-	int64		nanos = pq_getmsgint64(buf);
+	StringInfo  buf = (StringInfo) PG_GETARG_POINTER(0);
+	int64       nanos = pq_getmsgint64(buf);
 	const char *code = pq_getmsgbytes(buf, CURRENCY_LEN);
-	char		cur[CURRENCY_LEN + 1];
+	char        cur[CURRENCY_LEN + 1];
 
 	if (nanos == PG_INT64_MIN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid external cost value: amount out of range")));
-	if (!currency_normalize(code, CURRENCY_LEN, cur) ||
-		memcmp(code, cur, CURRENCY_LEN) != 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+						errmsg("invalid external cost value: amount out of range")));
+	if (!currency_normalize(code, CURRENCY_LEN, cur) || memcmp(code, cur, CURRENCY_LEN) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid external cost value: currency \"%.3s\" is not an ISO 4217 code",
@@ -452,7 +440,7 @@ PG_FUNCTION_INFO_V1(cost_send);
 Datum
 cost_send(PG_FUNCTION_ARGS)
 {
-	CostValue  *c = PG_GETARG_COST_P(0);
+	CostValue     *c = PG_GETARG_COST_P(0);
 	StringInfoData buf;
 
 	pq_begintypsend(&buf);
@@ -466,22 +454,19 @@ PG_FUNCTION_INFO_V1(cost_from_numeric_currency);
 Datum
 cost_from_numeric_currency(PG_FUNCTION_ARGS)
 {
-	Numeric		amount = PG_GETARG_NUMERIC(0);
-	text	   *cur = PG_GETARG_TEXT_PP(1);
-	char		code[CURRENCY_LEN + 1];
-	int64		nanos;
+	Numeric amount = PG_GETARG_NUMERIC(0);
+	text   *cur = PG_GETARG_TEXT_PP(1);
+	char    code[CURRENCY_LEN + 1];
+	int64   nanos;
 
 	if (!currency_normalize(VARDATA_ANY(cur), VARSIZE_ANY_EXHDR(cur), code))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"%s\" is not an ISO 4217 currency code",
-						text_to_cstring(cur))));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("\"%s\" is not an ISO 4217 currency code", text_to_cstring(cur))));
 	if (!numeric_to_nanos(amount, &nanos))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("amount %s is out of range for type cost",
-						DatumGetCString(DirectFunctionCall1(numeric_out,
-															NumericGetDatum(amount)))),
+						DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount)))),
 				 errdetail("A cost's magnitude must be below 9223372036.854775808 units.")));
 	PG_RETURN_COST_P(cost_make(nanos, code));
 }
@@ -491,15 +476,14 @@ PG_FUNCTION_INFO_V1(numeric_to_cost);
 Datum
 numeric_to_cost(PG_FUNCTION_ARGS)
 {
-	Numeric		amount = PG_GETARG_NUMERIC(0);
-	int64		nanos;
+	Numeric amount = PG_GETARG_NUMERIC(0);
+	int64   nanos;
 
 	if (!numeric_to_nanos(amount, &nanos))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("amount %s is out of range for type cost",
-						DatumGetCString(DirectFunctionCall1(numeric_out,
-															NumericGetDatum(amount)))),
+						DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount)))),
 				 errdetail("A cost's magnitude must be below 9223372036.854775808 units.")));
 	PG_RETURN_COST_P(cost_make(nanos, default_currency()));
 }
@@ -509,7 +493,7 @@ PG_FUNCTION_INFO_V1(cost_amount);
 Datum
 cost_amount(PG_FUNCTION_ARGS)
 {
-	CostValue  *c = PG_GETARG_COST_P(0);
+	CostValue *c = PG_GETARG_COST_P(0);
 
 	PG_RETURN_NUMERIC(nanos_to_numeric(c->nanos));
 }
@@ -519,7 +503,7 @@ PG_FUNCTION_INFO_V1(cost_currency);
 Datum
 cost_currency(PG_FUNCTION_ARGS)
 {
-	CostValue  *c = PG_GETARG_COST_P(0);
+	CostValue *c = PG_GETARG_COST_P(0);
 
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(c->currency, CURRENCY_LEN));
 }
@@ -529,9 +513,9 @@ PG_FUNCTION_INFO_V1(cost_add);
 Datum
 cost_add(PG_FUNCTION_ARGS)
 {
-	CostValue  *a = PG_GETARG_COST_P(0);
-	CostValue  *b = PG_GETARG_COST_P(1);
-	int64		r;
+	CostValue *a = PG_GETARG_COST_P(0);
+	CostValue *b = PG_GETARG_COST_P(1);
+	int64      r;
 
 	check_same_currency(a, b, "add");
 	if (pg_add_s64_overflow(a->nanos, b->nanos, &r) || r == PG_INT64_MIN)
@@ -544,9 +528,9 @@ PG_FUNCTION_INFO_V1(cost_sub);
 Datum
 cost_sub(PG_FUNCTION_ARGS)
 {
-	CostValue  *a = PG_GETARG_COST_P(0);
-	CostValue  *b = PG_GETARG_COST_P(1);
-	int64		r;
+	CostValue *a = PG_GETARG_COST_P(0);
+	CostValue *b = PG_GETARG_COST_P(1);
+	int64      r;
 
 	check_same_currency(a, b, "subtract");
 	if (pg_sub_s64_overflow(a->nanos, b->nanos, &r) || r == PG_INT64_MIN)
@@ -559,7 +543,7 @@ PG_FUNCTION_INFO_V1(cost_neg);
 Datum
 cost_neg(PG_FUNCTION_ARGS)
 {
-	CostValue  *a = PG_GETARG_COST_P(0);
+	CostValue *a = PG_GETARG_COST_P(0);
 
 	PG_RETURN_COST_P(cost_make(-a->nanos, a->currency));
 }
@@ -568,7 +552,7 @@ cost_neg(PG_FUNCTION_ARGS)
 static CostValue *
 cost_times_int(const CostValue *a, int64 f)
 {
-	int64		r;
+	int64 r;
 
 	if (pg_mul_s64_overflow(a->nanos, f, &r) || r == PG_INT64_MIN)
 		report_cost_out_of_range(a->currency);
@@ -614,7 +598,7 @@ int4_mul_cost(PG_FUNCTION_ARGS)
 static CostValue *
 numeric_result_to_cost(Numeric units, const char *currency)
 {
-	int64		nanos;
+	int64 nanos;
 
 	if (!numeric_to_nanos(units, &nanos))
 		report_cost_out_of_range(currency);
@@ -628,19 +612,17 @@ check_numeric_factor(Numeric n, const char *op)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot %s a cost by %s", op,
-						DatumGetCString(DirectFunctionCall1(numeric_out,
-															NumericGetDatum(n))))));
+						DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n))))));
 }
 
 CostValue *
 cost_times_numeric(CostValue *a, Numeric f)
 {
-	Numeric		prod;
+	Numeric prod;
 
 	check_numeric_factor(f, "multiply");
-	prod = DatumGetNumeric(DirectFunctionCall2(numeric_mul,
-											   NumericGetDatum(nanos_to_numeric(a->nanos)),
-											   NumericGetDatum(f)));
+	prod = DatumGetNumeric(DirectFunctionCall2(
+		numeric_mul, NumericGetDatum(nanos_to_numeric(a->nanos)), NumericGetDatum(f)));
 	return numeric_result_to_cost(prod, a->currency);
 }
 
@@ -649,8 +631,7 @@ PG_FUNCTION_INFO_V1(cost_mul_numeric);
 Datum
 cost_mul_numeric(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_COST_P(cost_times_numeric(PG_GETARG_COST_P(0),
-										PG_GETARG_NUMERIC(1)));
+	PG_RETURN_COST_P(cost_times_numeric(PG_GETARG_COST_P(0), PG_GETARG_NUMERIC(1)));
 }
 
 /* numeric * cost */
@@ -658,16 +639,13 @@ PG_FUNCTION_INFO_V1(numeric_mul_cost);
 Datum
 numeric_mul_cost(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_COST_P(cost_times_numeric(PG_GETARG_COST_P(1),
-										PG_GETARG_NUMERIC(0)));
+	PG_RETURN_COST_P(cost_times_numeric(PG_GETARG_COST_P(1), PG_GETARG_NUMERIC(0)));
 }
 
 static void
 report_division_by_zero(void)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_DIVISION_BY_ZERO),
-			 errmsg("division by zero")));
+	ereport(ERROR, (errcode(ERRCODE_DIVISION_BY_ZERO), errmsg("division by zero")));
 }
 
 /*
@@ -676,15 +654,14 @@ report_division_by_zero(void)
 static CostValue *
 cost_div_by_numeric(CostValue *a, Numeric d)
 {
-	Numeric		quot;
+	Numeric quot;
 
 	check_numeric_factor(d, "divide");
 	if (DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(d),
 										 NumericGetDatum(int64_to_numeric(0)))))
 		report_division_by_zero();
-	quot = DatumGetNumeric(DirectFunctionCall2(numeric_div,
-											   NumericGetDatum(nanos_to_numeric(a->nanos)),
-											   NumericGetDatum(d)));
+	quot = DatumGetNumeric(DirectFunctionCall2(
+		numeric_div, NumericGetDatum(nanos_to_numeric(a->nanos)), NumericGetDatum(d)));
 	return numeric_result_to_cost(quot, a->currency);
 }
 
@@ -693,8 +670,7 @@ PG_FUNCTION_INFO_V1(cost_div_numeric);
 Datum
 cost_div_numeric(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_COST_P(cost_div_by_numeric(PG_GETARG_COST_P(0),
-										 PG_GETARG_NUMERIC(1)));
+	PG_RETURN_COST_P(cost_div_by_numeric(PG_GETARG_COST_P(0), PG_GETARG_NUMERIC(1)));
 }
 
 /*
@@ -732,14 +708,13 @@ PG_FUNCTION_INFO_V1(cost_div_cost);
 Datum
 cost_div_cost(PG_FUNCTION_ARGS)
 {
-	CostValue  *a = PG_GETARG_COST_P(0);
-	CostValue  *b = PG_GETARG_COST_P(1);
+	CostValue *a = PG_GETARG_COST_P(0);
+	CostValue *b = PG_GETARG_COST_P(1);
 
 	check_same_currency(a, b, "divide");
 	if (b->nanos == 0)
 		report_division_by_zero();
-	PG_RETURN_DATUM(DirectFunctionCall2(numeric_div,
-										NumericGetDatum(nanos_to_numeric(a->nanos)),
+	PG_RETURN_DATUM(DirectFunctionCall2(numeric_div, NumericGetDatum(nanos_to_numeric(a->nanos)),
 										NumericGetDatum(nanos_to_numeric(b->nanos))));
 }
 
@@ -750,7 +725,7 @@ cost_div_cost(PG_FUNCTION_ARGS)
 static inline int
 cost_cmp_internal(const CostValue *a, const CostValue *b)
 {
-	int			c = memcmp(a->currency, b->currency, CURRENCY_LEN);
+	int c = memcmp(a->currency, b->currency, CURRENCY_LEN);
 
 	if (c != 0)
 		return c < 0 ? -1 : 1;
@@ -766,18 +741,15 @@ PG_FUNCTION_INFO_V1(cost_cmp);
 Datum
 cost_cmp(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT32(cost_cmp_internal(PG_GETARG_COST_P(0),
-									  PG_GETARG_COST_P(1)));
+	PG_RETURN_INT32(cost_cmp_internal(PG_GETARG_COST_P(0), PG_GETARG_COST_P(1)));
 }
 
-#define COST_CMP_FUNCTION(name, op) \
-PG_FUNCTION_INFO_V1(name); \
-Datum \
-name(PG_FUNCTION_ARGS) \
-{ \
-	PG_RETURN_BOOL(cost_cmp_internal(PG_GETARG_COST_P(0), \
-									 PG_GETARG_COST_P(1)) op 0); \
-}
+#define COST_CMP_FUNCTION(name, op)                                                       \
+	PG_FUNCTION_INFO_V1(name);                                                            \
+	Datum name(PG_FUNCTION_ARGS)                                                          \
+	{                                                                                     \
+		PG_RETURN_BOOL(cost_cmp_internal(PG_GETARG_COST_P(0), PG_GETARG_COST_P(1)) op 0); \
+	}
 
 /* cost < cost, and the other comparisons */
 COST_CMP_FUNCTION(cost_lt, <)
@@ -792,8 +764,8 @@ PG_FUNCTION_INFO_V1(cost_smaller);
 Datum
 cost_smaller(PG_FUNCTION_ARGS)
 {
-	CostValue  *a = PG_GETARG_COST_P(0);
-	CostValue  *b = PG_GETARG_COST_P(1);
+	CostValue *a = PG_GETARG_COST_P(0);
+	CostValue *b = PG_GETARG_COST_P(1);
 
 	PG_RETURN_COST_P(cost_cmp_internal(a, b) <= 0 ? a : b);
 }
@@ -803,8 +775,8 @@ PG_FUNCTION_INFO_V1(cost_larger);
 Datum
 cost_larger(PG_FUNCTION_ARGS)
 {
-	CostValue  *a = PG_GETARG_COST_P(0);
-	CostValue  *b = PG_GETARG_COST_P(1);
+	CostValue *a = PG_GETARG_COST_P(0);
+	CostValue *b = PG_GETARG_COST_P(1);
 
 	PG_RETURN_COST_P(cost_cmp_internal(a, b) >= 0 ? a : b);
 }
@@ -814,10 +786,9 @@ PG_FUNCTION_INFO_V1(cost_hash);
 Datum
 cost_hash(PG_FUNCTION_ARGS)
 {
-	CostValue  *c = PG_GETARG_COST_P(0);
+	CostValue *c = PG_GETARG_COST_P(0);
 
-	return hash_any((const unsigned char *) c,
-					offsetof(CostValue, currency) + CURRENCY_LEN);
+	return hash_any((const unsigned char *) c, offsetof(CostValue, currency) + CURRENCY_LEN);
 }
 
 /* hash support function 2: seeded 64-bit hash */
@@ -825,8 +796,8 @@ PG_FUNCTION_INFO_V1(cost_hash_extended);
 Datum
 cost_hash_extended(PG_FUNCTION_ARGS)
 {
-	CostValue  *c = PG_GETARG_COST_P(0);
-	uint64		seed = (uint64) PG_GETARG_INT64(1);
+	CostValue *c = PG_GETARG_COST_P(0);
+	uint64     seed = (uint64) PG_GETARG_INT64(1);
 
 	return hash_any_extended((const unsigned char *) c,
 							 offsetof(CostValue, currency) + CURRENCY_LEN, seed);

@@ -34,7 +34,7 @@ get_member(JsonbContainer *obj, const char *key, JsonbValue *v)
 static bool
 has_member(JsonbContainer *obj, const char *key)
 {
-	JsonbValue	v;
+	JsonbValue v;
 
 	return get_member(obj, key, &v);
 }
@@ -43,7 +43,7 @@ has_member(JsonbContainer *obj, const char *key)
 static JsonbContainer *
 get_object(JsonbContainer *obj, const char *key)
 {
-	JsonbValue	v;
+	JsonbValue v;
 
 	if (!get_member(obj, key, &v) || v.type != jbvBinary ||
 		!JsonContainerIsObject(v.val.binary.data))
@@ -58,38 +58,34 @@ get_object(JsonbContainer *obj, const char *key)
 static int64
 get_count(JsonbContainer *obj, const char *key)
 {
-	JsonbValue	v;
-	Numeric		n;
-	char	   *str;
-	int64		result;
+	JsonbValue v;
+	Numeric    n;
+	char      *str;
+	int64      result;
 
 	if (obj == NULL || !get_member(obj, key, &v))
 		return 0;
 	if (v.type != jbvNumeric)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid usage object: \"%s\" is not a number", key)));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						errmsg("invalid usage object: \"%s\" is not a number", key)));
 	n = v.val.numeric;
 	str = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
 	if (numeric_is_nan(n) || numeric_is_inf(n) ||
-		!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(n),
-										  DirectFunctionCall2(numeric_trunc, NumericGetDatum(n),
-															  Int32GetDatum(0)))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid usage object: \"%s\" is %s, not a whole number of tokens",
-						key, str)));
+		!DatumGetBool(DirectFunctionCall2(
+			numeric_eq, NumericGetDatum(n),
+			DirectFunctionCall2(numeric_trunc, NumericGetDatum(n), Int32GetDatum(0)))))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						errmsg("invalid usage object: \"%s\" is %s, not a whole number of tokens",
+							   key, str)));
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
 										  NumericGetDatum(int64_to_numeric(0)))) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid usage object: \"%s\" is negative (%s)", key, str)));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						errmsg("invalid usage object: \"%s\" is negative (%s)", key, str)));
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
 										  NumericGetDatum(int64_to_numeric(PG_INT64_MAX)))) > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("invalid usage object: \"%s\" (%s) is out of range for type tokens",
-						key, str)));
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("invalid usage object: \"%s\" (%s) is out of range for type tokens",
+							   key, str)));
 	result = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(n)));
 	return result;
 }
@@ -99,22 +95,21 @@ static void
 check_part(int64 part, const char *partkey, int64 whole, const char *wholekey)
 {
 	if (part > whole)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("inconsistent usage object: \"%s\" (" INT64_FORMAT ") exceeds \"%s\" (" INT64_FORMAT ")",
-						partkey, part, wholekey, whole),
-				 errdetail("\"%s\" is counted inside \"%s\".", partkey, wholekey)));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						errmsg("inconsistent usage object: \"%s\" (" INT64_FORMAT
+							   ") exceeds \"%s\" (" INT64_FORMAT ")",
+							   partkey, part, wholekey, whole),
+						errdetail("\"%s\" is counted inside \"%s\".", partkey, wholekey)));
 }
 
 static int64
 add_counts(int64 a, int64 b)
 {
-	int64		r;
+	int64 r;
 
 	if (pg_add_s64_overflow(a, b, &r))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("invalid usage object: token counts out of range for type tokens")));
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("invalid usage object: token counts out of range for type tokens")));
 	return r;
 }
 
@@ -122,13 +117,14 @@ add_counts(int64 a, int64 b)
 static void
 read_openai_chat(JsonbContainer *u, Tokens *t)
 {
-	int64		prompt = get_count(u, "prompt_tokens");
-	int64		completion = get_count(u, "completion_tokens");
-	int64		cached = get_count(get_object(u, "prompt_tokens_details"), "cached_tokens");
-	int64		reasoning = get_count(get_object(u, "completion_tokens_details"), "reasoning_tokens");
+	int64 prompt = get_count(u, "prompt_tokens");
+	int64 completion = get_count(u, "completion_tokens");
+	int64 cached = get_count(get_object(u, "prompt_tokens_details"), "cached_tokens");
+	int64 reasoning = get_count(get_object(u, "completion_tokens_details"), "reasoning_tokens");
 
 	check_part(cached, "prompt_tokens_details.cached_tokens", prompt, "prompt_tokens");
-	check_part(reasoning, "completion_tokens_details.reasoning_tokens", completion, "completion_tokens");
+	check_part(reasoning, "completion_tokens_details.reasoning_tokens", completion,
+			   "completion_tokens");
 	t->input = prompt - cached;
 	t->cache_read = cached;
 	t->output = completion;
@@ -140,15 +136,14 @@ static void
 read_openai_responses(JsonbContainer *u, Tokens *t)
 {
 	JsonbContainer *in = get_object(u, "input_tokens_details");
-	int64		input = get_count(u, "input_tokens");
-	int64		output = get_count(u, "output_tokens");
-	int64		cached = get_count(in, "cached_tokens");
-	int64		written = get_count(in, "cache_write_tokens");
-	int64		reasoning = get_count(get_object(u, "output_tokens_details"), "reasoning_tokens");
+	int64           input = get_count(u, "input_tokens");
+	int64           output = get_count(u, "output_tokens");
+	int64           cached = get_count(in, "cached_tokens");
+	int64           written = get_count(in, "cache_write_tokens");
+	int64 reasoning = get_count(get_object(u, "output_tokens_details"), "reasoning_tokens");
 
 	check_part(add_counts(cached, written),
-			   "input_tokens_details.cached_tokens + cache_write_tokens",
-			   input, "input_tokens");
+			   "input_tokens_details.cached_tokens + cache_write_tokens", input, "input_tokens");
 	check_part(reasoning, "output_tokens_details.reasoning_tokens", output, "output_tokens");
 	t->input = input - cached - written;
 	t->cache_read = cached;
@@ -164,8 +159,8 @@ read_openai_responses(JsonbContainer *u, Tokens *t)
 static void
 read_openai_org_usage(JsonbContainer *u, Tokens *t)
 {
-	int64		cached = get_count(u, "input_cached_tokens");
-	int64		written = get_count(u, "input_cache_write_tokens");
+	int64 cached = get_count(u, "input_cached_tokens");
+	int64 written = get_count(u, "input_cache_write_tokens");
 
 	if (has_member(u, "input_uncached_tokens"))
 	{
@@ -177,10 +172,9 @@ read_openai_org_usage(JsonbContainer *u, Tokens *t)
 	}
 	else
 	{
-		int64		input = get_count(u, "input_tokens");
+		int64 input = get_count(u, "input_tokens");
 
-		check_part(add_counts(cached, written),
-				   "input_cached_tokens + input_cache_write_tokens",
+		check_part(add_counts(cached, written), "input_cached_tokens + input_cache_write_tokens",
 				   input, "input_tokens");
 		t->input = input - cached - written;
 	}
@@ -197,13 +191,13 @@ static void
 read_anthropic(JsonbContainer *u, Tokens *t)
 {
 	JsonbContainer *cc = get_object(u, "cache_creation");
-	int64		written = get_count(u, "cache_creation_input_tokens");
-	int64		written_1h = get_count(cc, "ephemeral_1h_input_tokens");
+	int64           written = get_count(u, "cache_creation_input_tokens");
+	int64           written_1h = get_count(cc, "ephemeral_1h_input_tokens");
 
 	if (cc != NULL && !has_member(u, "cache_creation_input_tokens"))
 		written = add_counts(get_count(cc, "ephemeral_5m_input_tokens"), written_1h);
-	check_part(written_1h, "cache_creation.ephemeral_1h_input_tokens",
-			   written, "cache_creation_input_tokens");
+	check_part(written_1h, "cache_creation.ephemeral_1h_input_tokens", written,
+			   "cache_creation_input_tokens");
 	t->input = get_count(u, "input_tokens");
 	t->cache_read = get_count(u, "cache_read_input_tokens");
 	t->cache_write = written - written_1h;
@@ -221,9 +215,9 @@ read_anthropic(JsonbContainer *u, Tokens *t)
 static void
 read_gemini(JsonbContainer *u, Tokens *t)
 {
-	int64		prompt = get_count(u, "promptTokenCount");
-	int64		cached = get_count(u, "cachedContentTokenCount");
-	int64		thoughts = get_count(u, "thoughtsTokenCount");
+	int64 prompt = get_count(u, "promptTokenCount");
+	int64 cached = get_count(u, "cachedContentTokenCount");
+	int64 thoughts = get_count(u, "thoughtsTokenCount");
 
 	check_part(cached, "cachedContentTokenCount", prompt, "promptTokenCount");
 	t->input = add_counts(prompt - cached, get_count(u, "toolUsePromptTokenCount"));
@@ -239,10 +233,12 @@ read_bedrock(JsonbContainer *u, Tokens *t)
 	t->input = get_count(u, "inputTokens");
 	t->output = get_count(u, "outputTokens");
 	/* some clients repeat the cache counts as ...Count: count them once */
-	t->cache_read = has_member(u, "cacheReadInputTokens") ?
-		get_count(u, "cacheReadInputTokens") : get_count(u, "cacheReadInputTokenCount");
-	t->cache_write = has_member(u, "cacheWriteInputTokens") ?
-		get_count(u, "cacheWriteInputTokens") : get_count(u, "cacheWriteInputTokenCount");
+	t->cache_read = has_member(u, "cacheReadInputTokens")
+						? get_count(u, "cacheReadInputTokens")
+						: get_count(u, "cacheReadInputTokenCount");
+	t->cache_write = has_member(u, "cacheWriteInputTokens")
+						 ? get_count(u, "cacheWriteInputTokens")
+						 : get_count(u, "cacheWriteInputTokenCount");
 }
 
 /* the first of several keys that is present, or NULL */
@@ -264,39 +260,43 @@ first_key(JsonbContainer *u, const char *const *keys)
 static void
 read_otel(JsonbContainer *u, Tokens *t)
 {
-	static const char *const input_keys[] = {"gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", NULL};
-	static const char *const output_keys[] = {"gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", NULL};
+	static const char *const input_keys[] = {"gen_ai.usage.input_tokens",
+											 "gen_ai.usage.prompt_tokens", NULL};
+	static const char *const output_keys[] = {"gen_ai.usage.output_tokens",
+											  "gen_ai.usage.completion_tokens", NULL};
 	static const char *const read_keys[] = {"gen_ai.usage.cache_read.input_tokens",
-	"gen_ai.usage.cache_read_input_tokens", "gen_ai.usage.cached_tokens", NULL};
+											"gen_ai.usage.cache_read_input_tokens",
+											"gen_ai.usage.cached_tokens", NULL};
 	static const char *const write_keys[] = {"gen_ai.usage.cache_creation.input_tokens",
-	"gen_ai.usage.cache_creation_input_tokens", NULL};
+											 "gen_ai.usage.cache_creation_input_tokens", NULL};
 	static const char *const reasoning_keys[] = {"gen_ai.usage.reasoning.output_tokens",
-	"gen_ai.usage.reasoning_tokens", NULL};
-	const char *ik = first_key(u, input_keys);
-	const char *ok = first_key(u, output_keys);
-	const char *rk = first_key(u, read_keys);
-	const char *wk = first_key(u, write_keys);
-	const char *qk = first_key(u, reasoning_keys);
-	int64		input = ik ? get_count(u, ik) : 0;
-	int64		cached = rk ? get_count(u, rk) : 0;
-	int64		written = wk ? get_count(u, wk) : 0;
+												 "gen_ai.usage.reasoning_tokens", NULL};
+	const char              *ik = first_key(u, input_keys);
+	const char              *ok = first_key(u, output_keys);
+	const char              *rk = first_key(u, read_keys);
+	const char              *wk = first_key(u, write_keys);
+	const char              *qk = first_key(u, reasoning_keys);
+	int64                    input = ik ? get_count(u, ik) : 0;
+	int64                    cached = rk ? get_count(u, rk) : 0;
+	int64                    written = wk ? get_count(u, wk) : 0;
 
 	if (ik == NULL && ok == NULL)
-		usage_error(u, "OpenTelemetry GenAI attributes",
-					"No gen_ai.usage.input_tokens or gen_ai.usage.output_tokens attribute is present.");
-	check_part(add_counts(cached, written), "cache read + cache creation input tokens",
-			   input, ik ? ik : "gen_ai.usage.input_tokens");
+		usage_error(
+			u, "OpenTelemetry GenAI attributes",
+			"No gen_ai.usage.input_tokens or gen_ai.usage.output_tokens attribute is present.");
+	check_part(add_counts(cached, written), "cache read + cache creation input tokens", input,
+			   ik ? ik : "gen_ai.usage.input_tokens");
 	t->input = input - cached - written;
 	t->cache_read = cached;
 	t->cache_write = written;
 	t->output = ok ? get_count(u, ok) : 0;
 	t->reasoning = qk ? get_count(u, qk) : 0;
-	check_part(t->reasoning, qk ? qk : "reasoning", t->output, ok ? ok : "gen_ai.usage.output_tokens");
+	check_part(t->reasoning, qk ? qk : "reasoning", t->output,
+			   ok ? ok : "gen_ai.usage.output_tokens");
 }
 
 static const char *const canonical_keys[] = {
-	"input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning", NULL
-};
+	"input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning", NULL};
 
 /* the canonical object: the six counters by name */
 static void
@@ -315,12 +315,12 @@ read_canonical(JsonbContainer *u, Tokens *t)
 static char *
 list_keys(JsonbContainer *obj)
 {
-	StringInfoData buf;
-	JsonbIterator *it = JsonbIteratorInit(obj);
-	JsonbValue	v;
+	StringInfoData     buf;
+	JsonbIterator     *it = JsonbIteratorInit(obj);
+	JsonbValue         v;
 	JsonbIteratorToken tok;
-	int			level = 0;
-	int			n = 0;
+	int                level = 0;
+	int                n = 0;
 
 	initStringInfo(&buf);
 	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
@@ -347,22 +347,22 @@ list_keys(JsonbContainer *obj)
 static void
 usage_error(JsonbContainer *obj, const char *what, const char *detail)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-			 errmsg("unrecognised usage object: %s", what),
-			 errdetail("%s Keys seen: %s.", detail, list_keys(obj)),
-			 errhint("Pass a provider's usage object (OpenAI, Anthropic, Gemini, Bedrock, OpenTelemetry GenAI) or {\"input\": …, \"output\": …}.")));
+	ereport(ERROR, (errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					errmsg("unrecognised usage object: %s", what),
+					errdetail("%s Keys seen: %s.", detail, list_keys(obj)),
+					errhint("Pass a provider's usage object (OpenAI, Anthropic, Gemini, Bedrock, "
+							"OpenTelemetry GenAI) or {\"input\": …, \"output\": …}.")));
 }
 
 /* does the object have a key starting with prefix? */
 static bool
 has_key_prefix(JsonbContainer *obj, const char *prefix)
 {
-	JsonbIterator *it = JsonbIteratorInit(obj);
-	JsonbValue	v;
+	JsonbIterator     *it = JsonbIteratorInit(obj);
+	JsonbValue         v;
 	JsonbIteratorToken tok;
-	int			level = 0;
-	size_t		plen = strlen(prefix);
+	int                level = 0;
+	size_t             plen = strlen(prefix);
 
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -370,8 +370,7 @@ has_key_prefix(JsonbContainer *obj, const char *prefix)
 			level++;
 		else if (tok == WJB_END_OBJECT)
 			level--;
-		else if (tok == WJB_KEY && level == 1 &&
-				 (size_t) v.val.string.len >= plen &&
+		else if (tok == WJB_KEY && level == 1 && (size_t) v.val.string.len >= plen &&
 				 strncmp(v.val.string.val, prefix, plen) == 0)
 			return true;
 	}
@@ -382,10 +381,10 @@ has_key_prefix(JsonbContainer *obj, const char *prefix)
 static bool
 only_keys(JsonbContainer *obj, const char *const *keys, const char **bad)
 {
-	JsonbIterator *it = JsonbIteratorInit(obj);
-	JsonbValue	v;
+	JsonbIterator     *it = JsonbIteratorInit(obj);
+	JsonbValue         v;
 	JsonbIteratorToken tok;
-	int			level = 0;
+	int                level = 0;
 
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -420,7 +419,7 @@ static JsonbContainer *
 find_usage(JsonbContainer *root)
 {
 	static const char *const wrappers[] = {"response", "message", NULL};
-	JsonbContainer *u;
+	JsonbContainer          *u;
 
 	if ((u = get_object(root, "usage")) != NULL)
 		return u;
@@ -441,19 +440,19 @@ void
 usage_jsonb_to_tokens(Jsonb *jb, Tokens *t)
 {
 	JsonbContainer *u;
-	JsonbValue	v;
-	const char *bad = NULL;
+	JsonbValue      v;
+	const char     *bad = NULL;
 
 	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("unrecognised usage object: a JSON object is expected")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						errmsg("unrecognised usage object: a JSON object is expected")));
 	u = find_usage(&jb->root);
 	memset(t, 0, sizeof(Tokens));
 
 	if (get_member(u, "object", &v) && v.type == jbvString &&
 		!(v.val.string.len == (int) strlen("organization.usage.completions.result") &&
-		  strncmp(v.val.string.val, "organization.usage.completions.result", v.val.string.len) == 0))
+		  strncmp(v.val.string.val, "organization.usage.completions.result", v.val.string.len) ==
+			  0))
 		usage_error(u, "not a completions usage row",
 					"Only organization.usage.completions.result rows carry token usage.");
 
@@ -482,10 +481,10 @@ usage_jsonb_to_tokens(Jsonb *jb, Tokens *t)
 	else if (only_keys(u, canonical_keys, &bad) && first_key(u, canonical_keys) != NULL)
 		read_canonical(u, t);
 	else if (bad != NULL && first_key(u, canonical_keys) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid usage object: unknown key \"%s\"", bad),
-				 errhint("The canonical keys are input, output, cache_read, cache_write, cache_write_1h and reasoning.")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						errmsg("invalid usage object: unknown key \"%s\"", bad),
+						errhint("The canonical keys are input, output, cache_read, cache_write, "
+								"cache_write_1h and reasoning.")));
 	else
 		usage_error(u, "no known token counts",
 					"The object has none of the keys of a known usage shape.");
@@ -496,8 +495,8 @@ PG_FUNCTION_INFO_V1(jsonb_to_tokens);
 Datum
 jsonb_to_tokens(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *jb = PG_GETARG_JSONB_P(0);
-	Tokens	   *t = (Tokens *) palloc0(sizeof(Tokens));
+	Jsonb  *jb = PG_GETARG_JSONB_P(0);
+	Tokens *t = (Tokens *) palloc0(sizeof(Tokens));
 
 	usage_jsonb_to_tokens(jb, t);
 	PG_RETURN_TOKENS_P(t);

@@ -13,32 +13,31 @@
 /* an attribution rule; NULL fields match anything */
 typedef struct CachedRule
 {
-	int64		id;
-	char	   *api_key;
-	char	   *app;
-	char	   *principal;
-	char	   *model;
-	Jsonb	   *tags;
-	char	   *initiative;
-	char	   *team;
+	int64  id;
+	char  *api_key;
+	char  *app;
+	char  *principal;
+	char  *model;
+	Jsonb *tags;
+	char  *initiative;
+	char  *team;
 } CachedRule;
 
 typedef struct CachedInitiative
 {
-	char	   *team;
-	bool		has_value;
-	CostValue	value_per_outcome;
+	char     *team;
+	bool      has_value;
+	CostValue value_per_outcome;
 } CachedInitiative;
 
 /* catalog.c */
-extern void catalog_init(void);
+extern void        catalog_init(void);
 extern const char *catalog_resolve_model(const char *provider, const char *model);
-extern bool catalog_price(const char *provider, const char *model, const char *tier,
-						  TimestampTz at, const Tokens *t, int64 requests,
-						  CostValue *cost, int64 *price_id);
-extern const CachedRule *catalog_rules(int *n);
+extern bool catalog_price(const char *provider, const char *model, const char *tier, TimestampTz at,
+						  const Tokens *t, int64 requests, CostValue *cost, int64 *price_id);
+extern const CachedRule       *catalog_rules(int *n);
 extern const CachedInitiative *catalog_initiative(const char *name);
-extern void catalog_register_initiative(const char *name);
+extern void                    catalog_register_initiative(const char *name);
 
 /* jsonb_usage.c */
 extern void usage_jsonb_to_tokens(Jsonb *jb, Tokens *t);
@@ -46,4 +45,4 @@ extern void usage_jsonb_to_tokens(Jsonb *jb, Tokens *t);
 /* cost.c */
 extern CostValue *cost_times_numeric(CostValue *a, Numeric f);
 
-#endif							/* TOKENLEDGER_LEDGER_H */
+#endif /* TOKENLEDGER_LEDGER_H */

@@ -58,10 +58,9 @@ enum
 };
 
 static const char *const usage_columns[U_NCOLS] = {
-	"occurred_at", "recorded_at", "provider", "model", "service_tier",
-	"tokens", "requests", "cost", "price_id", "team", "initiative",
-	"principal", "api_key", "app", "tags", "attribution", "entry"
-};
+	"occurred_at", "recorded_at", "provider", "model",       "service_tier", "tokens",
+	"requests",    "cost",        "price_id", "team",        "initiative",   "principal",
+	"api_key",     "app",         "tags",     "attribution", "entry"};
 
 enum
 {
@@ -71,9 +70,7 @@ enum
 	O_NCOLS
 };
 
-static const char *const outcome_columns[O_NCOLS] = {
-	"initiative", "quantity", "value"
-};
+static const char *const outcome_columns[O_NCOLS] = {"initiative", "quantity", "value"};
 
 /*
  * Column numbers (0-based) by name, cached per relation and rebuilt when the
@@ -81,27 +78,26 @@ static const char *const outcome_columns[O_NCOLS] = {
  */
 typedef struct ColumnMap
 {
-	Oid			relid;
-	int			natts;
-	int			attno[U_NCOLS];
+	Oid relid;
+	int natts;
+	int attno[U_NCOLS];
 } ColumnMap;
 
 static void
 map_columns(ColumnMap *map, Relation rel, const char *const *names, int n)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
+	TupleDesc desc = RelationGetDescr(rel);
 
 	if (map->relid == RelationGetRelid(rel) && map->natts == desc->natts)
 		return;
 	for (int i = 0; i < n; i++)
 	{
-		int			attno = SPI_fnumber(desc, names[i]);
+		int attno = SPI_fnumber(desc, names[i]);
 
 		if (attno <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("table \"%s\" has no column \"%s\"",
-							RelationGetRelationName(rel), names[i])));
+			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+							errmsg("table \"%s\" has no column \"%s\"",
+								   RelationGetRelationName(rel), names[i])));
 		map->attno[i] = attno - 1;
 	}
 	map->relid = RelationGetRelid(rel);
@@ -129,32 +125,32 @@ set_text(Datum *values, bool *nulls, bool *repl, int col, const char *s)
 static void
 check_api_key(const char *key)
 {
-	static const char *const prefixes[] = {
-		"sk-", "sk_", "rk-", "rk_", "AIza", "AKIA", "ASIA", "xai-",
-		"gsk_", "hf_", "r8_", "pplx-", "nvapi-", "csk-", NULL
-	};
-	size_t		len = strlen(key);
+	static const char *const prefixes[] = {"sk-",  "sk_",   "rk-",    "rk_",  "AIza",
+										   "AKIA", "ASIA",  "xai-",   "gsk_", "hf_",
+										   "r8_",  "pplx-", "nvapi-", "csk-", NULL};
+	size_t                   len = strlen(key);
 
 	if (len < 24)
 		return;
 	for (const char *const *p = prefixes; *p; p++)
 	{
-		size_t		plen = strlen(*p);
+		size_t plen = strlen(*p);
 
 		if (strncmp(key, *p, plen) == 0)
 		{
-			bool		tokenlike = true;
+			bool tokenlike = true;
 
 			for (size_t i = plen; i < len; i++)
 				if (!(isalnum((unsigned char) key[i]) || key[i] == '-' || key[i] == '_'))
 					tokenlike = false;
 			if (tokenlike)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("api_key \"%.*s...\" looks like a secret key", (int) Min(plen + 4, len), key),
-						 errdetail("tokenledger never stores API secrets."),
-						 errhint("Record the key's id or name instead (e.g. \"%s...%s\" or the provider's key id).",
-								 *p, key + len - 4)));
+				ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+								errmsg("api_key \"%.*s...\" looks like a secret key",
+									   (int) Min(plen + 4, len), key),
+								errdetail("tokenledger never stores API secrets."),
+								errhint("Record the key's id or name instead (e.g. \"%s...%s\" or "
+										"the provider's key id).",
+										*p, key + len - 4)));
 		}
 	}
 }
@@ -163,11 +159,11 @@ static bool
 rule_matches(const CachedRule *r, Datum *values, bool *nulls)
 {
 	const char *fields[4] = {r->api_key, r->app, r->principal, r->model};
-	int			cols[4] = {U_API_KEY, U_APP, U_PRINCIPAL, U_MODEL};
+	int         cols[4] = {U_API_KEY, U_APP, U_PRINCIPAL, U_MODEL};
 
 	for (int i = 0; i < 4; i++)
 	{
-		char	   *v;
+		char *v;
 
 		if (fields[i] == NULL)
 			continue;
@@ -179,8 +175,8 @@ rule_matches(const CachedRule *r, Datum *values, bool *nulls)
 	{
 		if (nulls[U_TAGS])
 			return false;
-		if (!DatumGetBool(DirectFunctionCall2(jsonb_contains, values[U_TAGS],
-											  JsonbPGetDatum(r->tags))))
+		if (!DatumGetBool(
+				DirectFunctionCall2(jsonb_contains, values[U_TAGS], JsonbPGetDatum(r->tags))))
 			return false;
 	}
 	return true;
@@ -197,7 +193,7 @@ register_if_unknown(const char *initiative)
 static void
 fill_team(Datum *values, bool *nulls, bool *repl)
 {
-	char	   *initiative = text_or_null(values, nulls, U_INITIATIVE);
+	char                   *initiative = text_or_null(values, nulls, U_INITIATIVE);
 	const CachedInitiative *ini;
 
 	if (initiative == NULL || !nulls[U_TEAM])
@@ -211,19 +207,18 @@ fill_team(Datum *values, bool *nulls, bool *repl)
 static bool
 price_row(Datum *values, bool *nulls, bool *repl)
 {
-	CostValue	cost;
-	int64		price_id;
+	CostValue   cost;
+	int64       price_id;
 	TimestampTz at;
 
 	at = nulls[U_OCCURRED_AT] ? GetCurrentTransactionStartTimestamp()
-		: DatumGetTimestampTz(values[U_OCCURRED_AT]);
+							  : DatumGetTimestampTz(values[U_OCCURRED_AT]);
 	if (nulls[U_TOKENS] || nulls[U_PROVIDER] || nulls[U_MODEL] ||
-		!catalog_price(TextDatumGetCString(values[U_PROVIDER]),
-					   TextDatumGetCString(values[U_MODEL]),
-					   nulls[U_SERVICE_TIER] ? "standard" : TextDatumGetCString(values[U_SERVICE_TIER]),
-					   at, DatumGetTokensP(values[U_TOKENS]),
-					   nulls[U_REQUESTS] ? 1 : DatumGetInt64(values[U_REQUESTS]),
-					   &cost, &price_id))
+		!catalog_price(
+			TextDatumGetCString(values[U_PROVIDER]), TextDatumGetCString(values[U_MODEL]),
+			nulls[U_SERVICE_TIER] ? "standard" : TextDatumGetCString(values[U_SERVICE_TIER]), at,
+			DatumGetTokensP(values[U_TOKENS]),
+			nulls[U_REQUESTS] ? 1 : DatumGetInt64(values[U_REQUESTS]), &cost, &price_id))
 		return false;
 	values[U_COST] = CostPGetDatum(cost_make(cost.nanos, cost.currency));
 	nulls[U_COST] = false;
@@ -237,19 +232,19 @@ price_row(Datum *values, bool *nulls, bool *repl)
 static HeapTuple
 usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
-	int			natts = desc->natts;
-	Datum	   *all_values = palloc(natts * sizeof(Datum));
-	bool	   *all_nulls = palloc(natts * sizeof(bool));
-	Datum		values[U_NCOLS];
-	bool		nulls[U_NCOLS];
-	bool		repl[U_NCOLS] = {false};
-	char	   *entry;
-	char	   *api_key;
-	int			cols[U_NCOLS];
-	Datum		new_values[U_NCOLS];
-	bool		new_nulls[U_NCOLS];
-	int			nrepl = 0;
+	TupleDesc desc = RelationGetDescr(rel);
+	int       natts = desc->natts;
+	Datum    *all_values = palloc(natts * sizeof(Datum));
+	bool     *all_nulls = palloc(natts * sizeof(bool));
+	Datum     values[U_NCOLS];
+	bool      nulls[U_NCOLS];
+	bool      repl[U_NCOLS] = {false};
+	char     *entry;
+	char     *api_key;
+	int       cols[U_NCOLS];
+	Datum     new_values[U_NCOLS];
+	bool      new_nulls[U_NCOLS];
+	int       nrepl = 0;
 
 	heap_deform_tuple(tuple, desc, all_values, all_nulls);
 	for (int i = 0; i < U_NCOLS; i++)
@@ -290,13 +285,13 @@ usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 	if (nulls[U_ATTRIBUTION])
 	{
 		const char *attribution = "unattributed";
-		char		buf[32];
+		char        buf[32];
 
 		if (!nulls[U_INITIATIVE] || !nulls[U_TEAM])
 			attribution = "explicit";
 		else if (strcmp(entry, "call") == 0)
 		{
-			int			n;
+			int               n;
 			const CachedRule *rules = catalog_rules(&n);
 
 			for (int i = 0; i < n; i++)
@@ -341,8 +336,8 @@ refuse_change(Relation rel, const char *what)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s of \"%s\" is not allowed: the ledger is append-only",
-					what, RelationGetRelationName(rel)),
+			 errmsg("%s of \"%s\" is not allowed: the ledger is append-only", what,
+					RelationGetRelationName(rel)),
 			 errhint("Record a correction instead: tokenledger.adjust(usage_id, delta, reason).")));
 }
 
@@ -354,19 +349,19 @@ refuse_change(Relation rel, const char *what)
 static HeapTuple
 usage_update(Relation rel, HeapTuple oldtup, HeapTuple newtup, ColumnMap *map)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
-	int			natts = desc->natts;
-	Datum	   *ov = palloc(natts * sizeof(Datum));
-	bool	   *on = palloc(natts * sizeof(bool));
-	Datum	   *nv = palloc(natts * sizeof(Datum));
-	bool	   *nn = palloc(natts * sizeof(bool));
-	Datum		values[U_NCOLS];
-	bool		nulls[U_NCOLS];
-	bool		repl[U_NCOLS] = {false};
-	char	   *entry;
-	int			cols[2];
-	Datum		new_values[2];
-	bool		new_nulls[2] = {false, false};
+	TupleDesc desc = RelationGetDescr(rel);
+	int       natts = desc->natts;
+	Datum    *ov = palloc(natts * sizeof(Datum));
+	bool     *on = palloc(natts * sizeof(bool));
+	Datum    *nv = palloc(natts * sizeof(Datum));
+	bool     *nn = palloc(natts * sizeof(bool));
+	Datum     values[U_NCOLS];
+	bool      nulls[U_NCOLS];
+	bool      repl[U_NCOLS] = {false};
+	char     *entry;
+	int       cols[2];
+	Datum     new_values[2];
+	bool      new_nulls[2] = {false, false};
 
 	heap_deform_tuple(oldtup, desc, ov, on);
 	heap_deform_tuple(newtup, desc, nv, nn);
@@ -379,8 +374,7 @@ usage_update(Relation rel, HeapTuple oldtup, HeapTuple newtup, ColumnMap *map)
 
 		if (att->attisdropped || i == map->attno[U_COST] || i == map->attno[U_PRICE_ID])
 			continue;
-		if (on[i] != nn[i] ||
-			(!on[i] && !datumIsEqual(ov[i], nv[i], att->attbyval, att->attlen)))
+		if (on[i] != nn[i] || (!on[i] && !datumIsEqual(ov[i], nv[i], att->attbyval, att->attlen)))
 			refuse_change(rel, "UPDATE");
 	}
 
@@ -404,8 +398,8 @@ Datum
 usage_before(PG_FUNCTION_ARGS)
 {
 	static ColumnMap map = {InvalidOid, 0, {0}};
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
+	TriggerData     *trigdata = (TriggerData *) fcinfo->context;
+	Relation         rel;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
@@ -416,8 +410,8 @@ usage_before(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		return PointerGetDatum(usage_insert(rel, trigdata->tg_trigtuple, &map));
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		return PointerGetDatum(usage_update(rel, trigdata->tg_trigtuple,
-											trigdata->tg_newtuple, &map));
+		return PointerGetDatum(
+			usage_update(rel, trigdata->tg_trigtuple, trigdata->tg_newtuple, &map));
 	refuse_change(rel, "DELETE");
 	return PointerGetDatum(NULL);
 }
@@ -428,21 +422,20 @@ Datum
 outcome_before(PG_FUNCTION_ARGS)
 {
 	static ColumnMap map = {InvalidOid, 0, {0}};
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	TupleDesc	desc;
-	HeapTuple	tuple;
-	bool		isnull;
-	Datum		d;
-	char	   *initiative;
-	int			cols[1];
-	Datum		values[1];
-	bool		nulls[1] = {false};
-	int			n = 0;
+	TriggerData     *trigdata = (TriggerData *) fcinfo->context;
+	Relation         rel;
+	TupleDesc        desc;
+	HeapTuple        tuple;
+	bool             isnull;
+	Datum            d;
+	char            *initiative;
+	int              cols[1];
+	Datum            values[1];
+	bool             nulls[1] = {false};
+	int              n = 0;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		elog(ERROR, "outcome_before: must be fired before insert, for each row");
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
@@ -457,11 +450,11 @@ outcome_before(PG_FUNCTION_ARGS)
 	if (isnull && initiative != NULL)
 	{
 		const CachedInitiative *ini = catalog_initiative(initiative);
-		Datum		q = heap_getattr(tuple, map.attno[O_QUANTITY] + 1, desc, &isnull);
+		Datum                   q = heap_getattr(tuple, map.attno[O_QUANTITY] + 1, desc, &isnull);
 
 		if (ini && ini->has_value && !isnull)
 		{
-			CostValue	per = ini->value_per_outcome;
+			CostValue per = ini->value_per_outcome;
 
 			cols[n] = map.attno[O_VALUE] + 1;
 			values[n++] = CostPGetDatum(cost_times_numeric(&per, DatumGetNumeric(q)));
@@ -479,8 +472,9 @@ append_only(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "append_only: not called by the trigger manager");
-	refuse_change(trigdata->tg_relation,
-				  TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE" :
-				  TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? "DELETE" : "TRUNCATE");
+	refuse_change(trigdata->tg_relation, TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE"
+										 : TRIGGER_FIRED_BY_DELETE(trigdata->tg_event)
+											 ? "DELETE"
+											 : "TRUNCATE");
 	return PointerGetDatum(NULL);
 }

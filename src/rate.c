@@ -20,8 +20,8 @@ typedef struct PriceField
 {
 	const char *name;
 	const char *longname;
-	size_t		offset;
-	size_t		tokens_offset;	/* the tokens field it bills */
+	size_t      offset;
+	size_t      tokens_offset; /* the tokens field it bills */
 } PriceField;
 
 static const PriceField price_fields[RATE_NPRICES] = {
@@ -32,7 +32,7 @@ static const PriceField price_fields[RATE_NPRICES] = {
 	{"cache_write_1h", NULL, offsetof(Rate, cache_write_1h), offsetof(Tokens, cache_write_1h)},
 };
 
-#define PRICE(r, i) (*(int64 *) ((char *) (r) + price_fields[i].offset))
+#define PRICE(r, i)  (*(int64 *) ((char *) (r) + price_fields[i].offset))
 #define BILLED(t, i) (*(const int64 *) ((const char *) (t) + price_fields[i].tokens_offset))
 
 static int
@@ -42,8 +42,7 @@ price_field_index(const char *name, int len)
 	{
 		const PriceField *f = &price_fields[i];
 
-		if ((strlen(f->name) == (size_t) len &&
-			 pg_strncasecmp(name, f->name, len) == 0) ||
+		if ((strlen(f->name) == (size_t) len && pg_strncasecmp(name, f->name, len) == 0) ||
 			(f->longname && strlen(f->longname) == (size_t) len &&
 			 pg_strncasecmp(name, f->longname, len) == 0))
 			return i;
@@ -57,9 +56,9 @@ is_separator(char c)
 	return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-#define RATE_SYNTAX_ERROR(escontext, str, ...) \
-	ereturn((escontext), false, \
-			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION), \
+#define RATE_SYNTAX_ERROR(escontext, str, ...)                                  \
+	ereturn((escontext), false,                                                 \
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),                      \
 			 errmsg("invalid input syntax for type %s: \"%s\"", "rate", (str)), \
 			 errdetail(__VA_ARGS__)))
 
@@ -71,20 +70,20 @@ static bool
 rate_parse(const char *str, Rate *result, Node *escontext)
 {
 	const char *p = str;
-	bool		seen[RATE_NPRICES] = {false};
-	int			nseen = 0;
-	bool		have_code = false;
+	bool        seen[RATE_NPRICES] = {false};
+	int         nseen = 0;
+	bool        have_code = false;
 
 	memset(result, 0, sizeof(Rate));
 	for (;;)
 	{
 		const char *name;
-		int			namelen;
-		int			idx;
+		int         namelen;
+		int         idx;
 		const char *num;
-		int64		nanos;
-		bool		oor = false;
-		int			n;
+		int64       nanos;
+		bool        oor = false;
+		int         n;
 
 		while (is_separator(*p))
 			p++;
@@ -92,8 +91,8 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 			break;
 
 		name = p;
-		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			   (*p >= '0' && *p <= '9') || *p == '_')
+		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+			   *p == '_')
 			p++;
 		namelen = (int) (p - name);
 		if (namelen == 0)
@@ -105,16 +104,16 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 			const char *q = p;
 
 			if (!currency_normalize(name, namelen, result->currency))
-				RATE_SYNTAX_ERROR(escontext, str,
-								  "\"%.*s\" is neither a price field nor an ISO 4217 currency code.",
-								  namelen, name);
+				RATE_SYNTAX_ERROR(
+					escontext, str,
+					"\"%.*s\" is neither a price field nor an ISO 4217 currency code.", namelen,
+					name);
 			if (pg_strncasecmp(q, "/1M", 3) == 0)
 				q += 3;
 			while (is_separator(*q))
 				q++;
 			if (*q != '\0')
-				RATE_SYNTAX_ERROR(escontext, str,
-								  "Unexpected \"%s\" after the currency.", q);
+				RATE_SYNTAX_ERROR(escontext, str, "Unexpected \"%s\" after the currency.", q);
 			have_code = true;
 			break;
 		}
@@ -125,10 +124,10 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("invalid input syntax for type %s: \"%s\"", "rate", str),
 					 errdetail("Unknown price field \"%.*s\".", namelen, name),
-					 errhint("The fields are in, out, cache_read, cache_write and cache_write_1h, prices per 1M tokens.")));
+					 errhint("The fields are in, out, cache_read, cache_write and cache_write_1h, "
+							 "prices per 1M tokens.")));
 		if (seen[idx])
-			RATE_SYNTAX_ERROR(escontext, str,
-							  "Price \"%s\" is given more than once.",
+			RATE_SYNTAX_ERROR(escontext, str, "Price \"%s\" is given more than once.",
 							  price_fields[idx].name);
 		seen[idx] = true;
 		nseen++;
@@ -141,8 +140,7 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 
 			while (*end && !is_separator(*end))
 				end++;
-			RATE_SYNTAX_ERROR(escontext, str,
-							  "Price \"%.*s\" of \"%s\" is negative.",
+			RATE_SYNTAX_ERROR(escontext, str, "Price \"%.*s\" of \"%s\" is negative.",
 							  (int) (end - num), num, price_fields[idx].name);
 		}
 		if (*p == '+')
@@ -155,22 +153,19 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 
 			while (*end && !is_separator(*end))
 				end++;
-			RATE_SYNTAX_ERROR(escontext, str,
-							  "Price \"%.*s\" of \"%s\" is not a number.",
+			RATE_SYNTAX_ERROR(escontext, str, "Price \"%.*s\" of \"%s\" is not a number.",
 							  (int) (end - num), num, price_fields[idx].name);
 		}
 		if (oor)
 			ereturn(escontext, false,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("value \"%.*s\" is out of range for type rate",
-							(int) (p - num), num),
+					 errmsg("value \"%.*s\" is out of range for type rate", (int) (p - num), num),
 					 errdetail("A price must be below 9223372036.854775808 units per 1M tokens.")));
 		PRICE(result, idx) = nanos;
 	}
 
 	if (nseen == 0)
-		RATE_SYNTAX_ERROR(escontext, str,
-						  "No price is given; write e.g. \"in=3 out=15 USD/1M\".");
+		RATE_SYNTAX_ERROR(escontext, str, "No price is given; write e.g. \"in=3 out=15 USD/1M\".");
 	if (!have_code)
 		memcpy(result->currency, default_currency(), CURRENCY_LEN);
 	return true;
@@ -181,8 +176,8 @@ PG_FUNCTION_INFO_V1(rate_in);
 Datum
 rate_in(PG_FUNCTION_ARGS)
 {
-	char	   *str = PG_GETARG_CSTRING(0);
-	Rate	   *result = (Rate *) palloc0(sizeof(Rate));
+	char *str = PG_GETARG_CSTRING(0);
+	Rate *result = (Rate *) palloc0(sizeof(Rate));
 
 	if (!rate_parse(str, result, fcinfo->context))
 		PG_RETURN_NULL();
@@ -194,7 +189,7 @@ PG_FUNCTION_INFO_V1(rate_out);
 Datum
 rate_out(PG_FUNCTION_ARGS)
 {
-	Rate	   *r = PG_GETARG_RATE_P(0);
+	Rate          *r = PG_GETARG_RATE_P(0);
 	StringInfoData buf;
 
 	initStringInfo(&buf);
@@ -216,18 +211,17 @@ PG_FUNCTION_INFO_V1(rate_recv);
 Datum
 rate_recv(PG_FUNCTION_ARGS)
 {
-	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
-	Rate	   *r = (Rate *) palloc0(sizeof(Rate));
+	StringInfo  buf = (StringInfo) PG_GETARG_POINTER(0);
+	Rate       *r = (Rate *) palloc0(sizeof(Rate));
 	const char *code;
 
 	for (int i = 0; i < RATE_NPRICES; i++)
 	{
 		PRICE(r, i) = pq_getmsgint64(buf);
 		if (PRICE(r, i) < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-					 errmsg("invalid external rate value: price \"%s\" is negative",
-							price_fields[i].name)));
+			ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+							errmsg("invalid external rate value: price \"%s\" is negative",
+								   price_fields[i].name)));
 	}
 	code = pq_getmsgbytes(buf, CURRENCY_LEN);
 	if (!currency_normalize(code, CURRENCY_LEN, r->currency) ||
@@ -244,7 +238,7 @@ PG_FUNCTION_INFO_V1(rate_send);
 Datum
 rate_send(PG_FUNCTION_ARGS)
 {
-	Rate	   *r = PG_GETARG_RATE_P(0);
+	Rate          *r = PG_GETARG_RATE_P(0);
 	StringInfoData buf;
 
 	pq_begintypsend(&buf);
@@ -264,8 +258,8 @@ tokens_times_rate(const Tokens *t, const Rate *r)
 {
 	/* a result must stay below 2^63 nanos, i.e. the sum below 2^63 * 1e6 */
 	const int128 limit = (int128) NANOS_MAX * TOKENS_PER_PRICE_UNIT;
-	int128		sum = 0;
-	int128		nanos;
+	int128       sum = 0;
+	int128       nanos;
 
 	for (int i = 0; i < RATE_NPRICES; i++)
 	{
@@ -276,10 +270,9 @@ tokens_times_rate(const Tokens *t, const Rate *r)
 	}
 	nanos = (sum + TOKENS_PER_PRICE_UNIT / 2) / TOKENS_PER_PRICE_UNIT;
 	if (nanos > (int128) NANOS_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("cost out of range in currency %s", r->currency),
-				 errdetail("The tokens times the rate exceed 9223372036.854775807 units.")));
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("cost out of range in currency %s", r->currency),
+						errdetail("The tokens times the rate exceed 9223372036.854775807 units.")));
 	return cost_make((int64) nanos, r->currency);
 }
 
@@ -288,8 +281,7 @@ PG_FUNCTION_INFO_V1(tokens_mul_rate);
 Datum
 tokens_mul_rate(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_COST_P(tokens_times_rate(PG_GETARG_TOKENS_P(0),
-									   PG_GETARG_RATE_P(1)));
+	PG_RETURN_COST_P(tokens_times_rate(PG_GETARG_TOKENS_P(0), PG_GETARG_RATE_P(1)));
 }
 
 /* rate * tokens -> cost */
@@ -297,8 +289,7 @@ PG_FUNCTION_INFO_V1(rate_mul_tokens);
 Datum
 rate_mul_tokens(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_COST_P(tokens_times_rate(PG_GETARG_TOKENS_P(1),
-									   PG_GETARG_RATE_P(0)));
+	PG_RETURN_COST_P(tokens_times_rate(PG_GETARG_TOKENS_P(1), PG_GETARG_RATE_P(0)));
 }
 
 /* rate * numeric -> rate: every price scaled, rounded to the nano */
@@ -306,9 +297,9 @@ PG_FUNCTION_INFO_V1(rate_mul_numeric);
 Datum
 rate_mul_numeric(PG_FUNCTION_ARGS)
 {
-	Rate	   *r = PG_GETARG_RATE_P(0);
-	Numeric		f = PG_GETARG_NUMERIC(1);
-	Rate	   *result = (Rate *) palloc0(sizeof(Rate));
+	Rate   *r = PG_GETARG_RATE_P(0);
+	Numeric f = PG_GETARG_NUMERIC(1);
+	Rate   *result = (Rate *) palloc0(sizeof(Rate));
 
 	if (numeric_is_nan(f) || numeric_is_inf(f) ||
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(f),
@@ -316,34 +307,30 @@ rate_mul_numeric(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot multiply a rate by %s",
-						DatumGetCString(DirectFunctionCall1(numeric_out,
-															NumericGetDatum(f)))),
+						DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(f)))),
 				 errdetail("A rate's factor must be a finite number, zero or more.")));
 	for (int i = 0; i < RATE_NPRICES; i++)
 	{
-		Numeric		prod;
+		Numeric prod;
 
-		prod = DatumGetNumeric(DirectFunctionCall2(numeric_mul,
-												   NumericGetDatum(nanos_to_numeric(PRICE(r, i))),
-												   NumericGetDatum(f)));
+		prod = DatumGetNumeric(DirectFunctionCall2(
+			numeric_mul, NumericGetDatum(nanos_to_numeric(PRICE(r, i))), NumericGetDatum(f)));
 		if (!numeric_to_nanos(prod, &PRICE(result, i)))
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("rate out of range: price \"%s\" times the factor is too large",
-							price_fields[i].name)));
+			ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+							errmsg("rate out of range: price \"%s\" times the factor is too large",
+								   price_fields[i].name)));
 	}
 	memcpy(result->currency, r->currency, CURRENCY_LEN);
 	PG_RETURN_RATE_P(result);
 }
 
-#define RATE_ACCESSOR(fname, field) \
-PG_FUNCTION_INFO_V1(fname); \
-Datum \
-fname(PG_FUNCTION_ARGS) \
-{ \
-	Rate	   *r = PG_GETARG_RATE_P(0); \
-	PG_RETURN_COST_P(cost_make(r->field, r->currency)); \
-}
+#define RATE_ACCESSOR(fname, field)                         \
+	PG_FUNCTION_INFO_V1(fname);                             \
+	Datum fname(PG_FUNCTION_ARGS)                           \
+	{                                                       \
+		Rate *r = PG_GETARG_RATE_P(0);                      \
+		PG_RETURN_COST_P(cost_make(r->field, r->currency)); \
+	}
 
 /* input_price(rate) and the other price accessors: cost per 1M tokens */
 RATE_ACCESSOR(rate_input_price, input)
@@ -357,8 +344,7 @@ PG_FUNCTION_INFO_V1(rate_eq);
 Datum
 rate_eq(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(memcmp(PG_GETARG_RATE_P(0), PG_GETARG_RATE_P(1),
-						  sizeof(Rate)) == 0);
+	PG_RETURN_BOOL(memcmp(PG_GETARG_RATE_P(0), PG_GETARG_RATE_P(1), sizeof(Rate)) == 0);
 }
 
 /* rate <> rate */
@@ -366,8 +352,7 @@ PG_FUNCTION_INFO_V1(rate_ne);
 Datum
 rate_ne(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(memcmp(PG_GETARG_RATE_P(0), PG_GETARG_RATE_P(1),
-						  sizeof(Rate)) != 0);
+	PG_RETURN_BOOL(memcmp(PG_GETARG_RATE_P(0), PG_GETARG_RATE_P(1), sizeof(Rate)) != 0);
 }
 
 /* hash support function 1 */
@@ -383,6 +368,6 @@ PG_FUNCTION_INFO_V1(rate_hash_extended);
 Datum
 rate_hash_extended(PG_FUNCTION_ARGS)
 {
-	return hash_any_extended((const unsigned char *) PG_GETARG_RATE_P(0),
-							 sizeof(Rate), (uint64) PG_GETARG_INT64(1));
+	return hash_any_extended((const unsigned char *) PG_GETARG_RATE_P(0), sizeof(Rate),
+							 (uint64) PG_GETARG_INT64(1));
 }

@@ -15,50 +15,42 @@
 
 PG_MODULE_MAGIC;
 
-void		_PG_init(void);
+void _PG_init(void);
 
 /* The currency of bare amounts and of the views' money columns. */
-char	   *tokenledger_currency = NULL;
+char *tokenledger_currency = NULL;
 
 /*
  * ISO 4217 alphabetic codes (current list, funds and precious metals
  * included), sorted for bsearch.
  */
 static const char *const iso4217[] = {
-	"AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN",
-	"BAM", "BBD", "BDT", "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV",
-	"BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHE", "CHF",
-	"CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUC", "CUP", "CVE",
-	"CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD",
-	"FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD",
-	"HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD",
-	"JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD",
-	"KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA",
-	"MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV",
-	"MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB",
-	"PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB",
-	"RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL",
-	"SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT",
-	"TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "USN",
-	"UYI", "UYU", "UYW", "UZS", "VED", "VES", "VND", "VUV", "WST", "XAF",
-	"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XCD", "XCG", "XDR", "XOF",
-	"XPD", "XPF", "XPT", "XSU", "XTS", "XUA", "XXX", "YER", "ZAR", "ZMW",
-	"ZWG", "ZWL"
-};
+	"AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+	"BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD",
+	"CAD", "CDF", "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUC", "CUP",
+	"CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP",
+	"GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS",
+	"INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW",
+	"KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD",
+	"MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV", "MYR", "MZN", "NAD", "NGN",
+	"NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR",
+	"RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL",
+	"SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY",
+	"TTD", "TWD", "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES",
+	"VND", "VUV", "WST", "XAF", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XCD", "XCG", "XDR",
+	"XOF", "XPD", "XPF", "XPT", "XSU", "XTS", "XUA", "XXX", "YER", "ZAR", "ZMW", "ZWG", "ZWL"};
 
 static int
 currency_cmp(const void *key, const void *elem)
 {
-	return strncmp((const char *) key, *(const char *const *) elem,
-				   CURRENCY_LEN);
+	return strncmp((const char *) key, *(const char *const *) elem, CURRENCY_LEN);
 }
 
 /* Is code (three upper-case letters) an ISO 4217 code? */
 bool
 currency_is_valid(const char *code)
 {
-	return bsearch(code, iso4217, lengthof(iso4217), sizeof(iso4217[0]),
-				   currency_cmp) != NULL;
+	return bsearch(code, iso4217, lengthof(iso4217), sizeof(iso4217[0]), currency_cmp) != NULL;
 }
 
 /*
@@ -69,7 +61,7 @@ currency_is_valid(const char *code)
 bool
 currency_normalize(const char *src, int len, char *dst)
 {
-	int			i;
+	int i;
 
 	if (len != CURRENCY_LEN)
 		return false;
@@ -97,13 +89,11 @@ default_currency(void)
 static bool
 check_currency(char **newval, void **extra, GucSource source)
 {
-	char		code[CURRENCY_LEN + 1];
+	char code[CURRENCY_LEN + 1];
 
-	if (*newval == NULL ||
-		!currency_normalize(*newval, strlen(*newval), code))
+	if (*newval == NULL || !currency_normalize(*newval, strlen(*newval), code))
 	{
-		GUC_check_errdetail("\"%s\" is not an ISO 4217 currency code.",
-							*newval ? *newval : "");
+		GUC_check_errdetail("\"%s\" is not an ISO 4217 currency code.", *newval ? *newval : "");
 		return false;
 	}
 	/* the setting is stored upper-cased */
@@ -114,16 +104,9 @@ check_currency(char **newval, void **extra, GucSource source)
 void
 _PG_init(void)
 {
-	DefineCustomStringVariable("tokenledger.currency",
-							   "Currency of bare amounts and of reports.",
-							   "An ISO 4217 code such as USD or EUR.",
-							   &tokenledger_currency,
-							   "USD",
-							   PGC_USERSET,
-							   0,
-							   check_currency,
-							   NULL,
-							   NULL);
+	DefineCustomStringVariable("tokenledger.currency", "Currency of bare amounts and of reports.",
+							   "An ISO 4217 code such as USD or EUR.", &tokenledger_currency, "USD",
+							   PGC_USERSET, 0, check_currency, NULL, NULL);
 	catalog_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("tokenledger");

@@ -22,10 +22,19 @@
  * older servers every input error is a hard error.
  */
 #if PG_VERSION_NUM < 160000
-#define errsave(context, ...) \
-	do { (void) (context); ereport(ERROR, __VA_ARGS__); } while (0)
+#define errsave(context, ...)        \
+	do                               \
+	{                                \
+		(void) (context);            \
+		ereport(ERROR, __VA_ARGS__); \
+	} while (0)
 #define ereturn(context, dummy_value, ...) \
-	do { (void) (context); ereport(ERROR, __VA_ARGS__); return (dummy_value); } while (0)
+	do                                     \
+	{                                      \
+		(void) (context);                  \
+		ereport(ERROR, __VA_ARGS__);       \
+		return (dummy_value);              \
+	} while (0)
 #define SOFT_ERROR_OCCURRED(escontext) ((void) (escontext), false)
 #else
 #include "nodes/miscnodes.h"
@@ -33,7 +42,7 @@
 
 /* One nano is 1e-9 of a currency unit. */
 #define NANOS_PER_UNIT INT64CONST(1000000000)
-#define NANO_DIGITS 9
+#define NANO_DIGITS    9
 
 /* Largest magnitude a cost or a price may hold, in nanos: 2^63 - 1. */
 #define NANOS_MAX PG_INT64_MAX
@@ -47,9 +56,9 @@
  */
 typedef struct CostValue
 {
-	int64		nanos;
-	char		currency[CURRENCY_LEN + 1];
-	int32		reserved;		/* always zero */
+	int64 nanos;
+	char  currency[CURRENCY_LEN + 1];
+	int32 reserved; /* always zero */
 } CostValue;
 
 /*
@@ -58,12 +67,12 @@ typedef struct CostValue
  */
 typedef struct Tokens
 {
-	int64		input;
-	int64		output;
-	int64		cache_read;
-	int64		cache_write;
-	int64		cache_write_1h;
-	int64		reasoning;
+	int64 input;
+	int64 output;
+	int64 cache_read;
+	int64 cache_write;
+	int64 cache_write_1h;
+	int64 reasoning;
 } Tokens;
 
 #define TOKENS_NFIELDS 6
@@ -74,47 +83,47 @@ typedef struct Tokens
  */
 typedef struct Rate
 {
-	int64		input;
-	int64		output;
-	int64		cache_read;
-	int64		cache_write;
-	int64		cache_write_1h;
-	char		currency[CURRENCY_LEN + 1];
-	int32		reserved;		/* always zero */
+	int64 input;
+	int64 output;
+	int64 cache_read;
+	int64 cache_write;
+	int64 cache_write_1h;
+	char  currency[CURRENCY_LEN + 1];
+	int32 reserved; /* always zero */
 } Rate;
 
 #define RATE_NPRICES 5
 
-#define DatumGetCostP(X)		((CostValue *) DatumGetPointer(X))
-#define CostPGetDatum(X)		PointerGetDatum(X)
-#define PG_GETARG_COST_P(n)		DatumGetCostP(PG_GETARG_DATUM(n))
-#define PG_RETURN_COST_P(x)		return CostPGetDatum(x)
+#define DatumGetCostP(X)    ((CostValue *) DatumGetPointer(X))
+#define CostPGetDatum(X)    PointerGetDatum(X)
+#define PG_GETARG_COST_P(n) DatumGetCostP(PG_GETARG_DATUM(n))
+#define PG_RETURN_COST_P(x) return CostPGetDatum(x)
 
-#define DatumGetTokensP(X)		((Tokens *) DatumGetPointer(X))
-#define TokensPGetDatum(X)		PointerGetDatum(X)
-#define PG_GETARG_TOKENS_P(n)	DatumGetTokensP(PG_GETARG_DATUM(n))
-#define PG_RETURN_TOKENS_P(x)	return TokensPGetDatum(x)
+#define DatumGetTokensP(X)    ((Tokens *) DatumGetPointer(X))
+#define TokensPGetDatum(X)    PointerGetDatum(X)
+#define PG_GETARG_TOKENS_P(n) DatumGetTokensP(PG_GETARG_DATUM(n))
+#define PG_RETURN_TOKENS_P(x) return TokensPGetDatum(x)
 
-#define DatumGetRateP(X)		((Rate *) DatumGetPointer(X))
-#define RatePGetDatum(X)		PointerGetDatum(X)
-#define PG_GETARG_RATE_P(n)		DatumGetRateP(PG_GETARG_DATUM(n))
-#define PG_RETURN_RATE_P(x)		return RatePGetDatum(x)
+#define DatumGetRateP(X)    ((Rate *) DatumGetPointer(X))
+#define RatePGetDatum(X)    PointerGetDatum(X)
+#define PG_GETARG_RATE_P(n) DatumGetRateP(PG_GETARG_DATUM(n))
+#define PG_RETURN_RATE_P(x) return RatePGetDatum(x)
 
 /* tokenledger.c: the setting and currency codes */
-extern char *tokenledger_currency;
-extern bool currency_is_valid(const char *code);
-extern bool currency_normalize(const char *src, int len, char *dst);
+extern char       *tokenledger_currency;
+extern bool        currency_is_valid(const char *code);
+extern bool        currency_normalize(const char *src, int len, char *dst);
 extern const char *default_currency(void);
 
 /* cost.c: shared numeric helpers */
 extern CostValue *cost_make(int64 nanos, const char *currency);
-extern Numeric nanos_to_numeric(int64 nanos);
-extern Numeric nanos128_to_numeric(int128 nanos);
-extern bool numeric_to_nanos(Numeric units, int64 *nanos);
-extern int	parse_decimal_nanos(const char *s, int64 *nanos, bool *out_of_range);
-extern void format_nanos(StringInfo buf, int64 nanos, int min_decimals);
+extern Numeric    nanos_to_numeric(int64 nanos);
+extern Numeric    nanos128_to_numeric(int128 nanos);
+extern bool       numeric_to_nanos(Numeric units, int64 *nanos);
+extern int        parse_decimal_nanos(const char *s, int64 *nanos, bool *out_of_range);
+extern void       format_nanos(StringInfo buf, int64 nanos, int min_decimals);
 
 /* rate.c */
 extern CostValue *tokens_times_rate(const Tokens *t, const Rate *r);
 
-#endif							/* TOKENLEDGER_H */
+#endif /* TOKENLEDGER_H */

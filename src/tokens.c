@@ -17,9 +17,9 @@
 
 typedef struct TokenField
 {
-	const char *name;			/* output name */
-	const char *longname;		/* also accepted on input */
-	size_t		offset;
+	const char *name;     /* output name */
+	const char *longname; /* also accepted on input */
+	size_t      offset;
 } TokenField;
 
 /* in output order */
@@ -48,8 +48,7 @@ token_field_index(const char *name, int len)
 	{
 		const TokenField *f = &token_fields[i];
 
-		if ((strlen(f->name) == (size_t) len &&
-			 pg_strncasecmp(name, f->name, len) == 0) ||
+		if ((strlen(f->name) == (size_t) len && pg_strncasecmp(name, f->name, len) == 0) ||
 			(f->longname && strlen(f->longname) == (size_t) len &&
 			 pg_strncasecmp(name, f->longname, len) == 0))
 			return i;
@@ -66,13 +65,12 @@ is_separator(char c)
 static inline bool
 is_name_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		(c >= '0' && c <= '9') || c == '_';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-#define TOKENS_SYNTAX_ERROR(escontext, str, ...) \
-	ereturn((escontext), false, \
-			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION), \
+#define TOKENS_SYNTAX_ERROR(escontext, str, ...)                                  \
+	ereturn((escontext), false,                                                   \
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),                        \
 			 errmsg("invalid input syntax for type %s: \"%s\"", "tokens", (str)), \
 			 errdetail(__VA_ARGS__)))
 
@@ -84,18 +82,18 @@ static bool
 tokens_parse(const char *str, Tokens *result, Node *escontext)
 {
 	const char *p = str;
-	bool		seen[TOKENS_NFIELDS] = {false};
-	int			nseen = 0;
+	bool        seen[TOKENS_NFIELDS] = {false};
+	int         nseen = 0;
 
 	memset(result, 0, sizeof(Tokens));
 	for (;;)
 	{
 		const char *name;
-		int			namelen;
-		int			idx;
+		int         namelen;
+		int         idx;
 		const char *num;
-		uint64		val = 0;
-		bool		oor = false;
+		uint64      val = 0;
+		bool        oor = false;
 
 		while (is_separator(*p))
 			p++;
@@ -107,18 +105,17 @@ tokens_parse(const char *str, Tokens *result, Node *escontext)
 			p++;
 		namelen = (int) (p - name);
 		if (namelen == 0)
-			TOKENS_SYNTAX_ERROR(escontext, str,
-								"A field name is expected at \"%s\".", p);
+			TOKENS_SYNTAX_ERROR(escontext, str, "A field name is expected at \"%s\".", p);
 		idx = token_field_index(name, namelen);
 		if (idx < 0)
 			ereturn(escontext, false,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("invalid input syntax for type %s: \"%s\"", "tokens", str),
 					 errdetail("Unknown field \"%.*s\".", namelen, name),
-					 errhint("The fields are in, out, cache_read, cache_write, cache_write_1h and reasoning.")));
+					 errhint("The fields are in, out, cache_read, cache_write, cache_write_1h and "
+							 "reasoning.")));
 		if (seen[idx])
-			TOKENS_SYNTAX_ERROR(escontext, str,
-								"Field \"%s\" is given more than once.",
+			TOKENS_SYNTAX_ERROR(escontext, str, "Field \"%s\" is given more than once.",
 								token_fields[idx].name);
 		seen[idx] = true;
 		nseen++;
@@ -126,9 +123,8 @@ tokens_parse(const char *str, Tokens *result, Node *escontext)
 		while (*p == ' ' || *p == '\t')
 			p++;
 		if (*p != '=')
-			TOKENS_SYNTAX_ERROR(escontext, str,
-								"Field \"%.*s\" has no \"=\" and count.",
-								namelen, name);
+			TOKENS_SYNTAX_ERROR(escontext, str, "Field \"%.*s\" has no \"=\" and count.", namelen,
+								name);
 		p++;
 		while (*p == ' ' || *p == '\t')
 			p++;
@@ -142,13 +138,11 @@ tokens_parse(const char *str, Tokens *result, Node *escontext)
 
 			while (*end && !is_separator(*end))
 				end++;
-			TOKENS_SYNTAX_ERROR(escontext, str,
-								"Count \"%.*s\" of field \"%s\" is negative.",
+			TOKENS_SYNTAX_ERROR(escontext, str, "Count \"%.*s\" of field \"%s\" is negative.",
 								(int) (end - num), num, token_fields[idx].name);
 		}
 		if (!(*p >= '0' && *p <= '9'))
-			TOKENS_SYNTAX_ERROR(escontext, str,
-								"Field \"%s\" needs a whole number of tokens.",
+			TOKENS_SYNTAX_ERROR(escontext, str, "Field \"%s\" needs a whole number of tokens.",
 								token_fields[idx].name);
 		while (*p >= '0' && *p <= '9')
 		{
@@ -172,19 +166,18 @@ tokens_parse(const char *str, Tokens *result, Node *escontext)
 		if (oor)
 			ereturn(escontext, false,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("value \"%.*s\" is out of range for type tokens",
-							(int) (p - num), num),
+					 errmsg("value \"%.*s\" is out of range for type tokens", (int) (p - num), num),
 					 errdetail("Field \"%s\" must be at most 9223372036854775807.",
 							   token_fields[idx].name)));
 		FIELD(result, idx) = (int64) val;
 	}
 
 	if (nseen == 0)
-		TOKENS_SYNTAX_ERROR(escontext, str,
-							"No field is given; write e.g. \"in=1200 out=350\".");
+		TOKENS_SYNTAX_ERROR(escontext, str, "No field is given; write e.g. \"in=1200 out=350\".");
 	if (result->reasoning > result->output)
 		TOKENS_SYNTAX_ERROR(escontext, str,
-							"reasoning (" INT64_FORMAT ") exceeds output (" INT64_FORMAT "); reasoning tokens are part of output.",
+							"reasoning (" INT64_FORMAT ") exceeds output (" INT64_FORMAT
+							"); reasoning tokens are part of output.",
 							result->reasoning, result->output);
 	return true;
 }
@@ -194,8 +187,8 @@ PG_FUNCTION_INFO_V1(tokens_in);
 Datum
 tokens_in(PG_FUNCTION_ARGS)
 {
-	char	   *str = PG_GETARG_CSTRING(0);
-	Tokens	   *result = tokens_alloc();
+	char   *str = PG_GETARG_CSTRING(0);
+	Tokens *result = tokens_alloc();
 
 	if (!tokens_parse(str, result, fcinfo->context))
 		PG_RETURN_NULL();
@@ -207,16 +200,14 @@ PG_FUNCTION_INFO_V1(tokens_out);
 Datum
 tokens_out(PG_FUNCTION_ARGS)
 {
-	Tokens	   *t = PG_GETARG_TOKENS_P(0);
+	Tokens        *t = PG_GETARG_TOKENS_P(0);
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "in=" INT64_FORMAT " out=" INT64_FORMAT,
-					 t->input, t->output);
+	appendStringInfo(&buf, "in=" INT64_FORMAT " out=" INT64_FORMAT, t->input, t->output);
 	for (int i = 2; i < TOKENS_NFIELDS; i++)
 		if (FIELD(t, i) != 0)
-			appendStringInfo(&buf, " %s=" INT64_FORMAT,
-							 token_fields[i].name, FIELD(t, i));
+			appendStringInfo(&buf, " %s=" INT64_FORMAT, token_fields[i].name, FIELD(t, i));
 	PG_RETURN_CSTRING(buf.data);
 }
 
@@ -230,15 +221,13 @@ tokens_validate(const Tokens *t, int code, const char *context)
 	for (int i = 0; i < TOKENS_NFIELDS; i++)
 		if (FIELD(t, i) < 0)
 			ereport(ERROR,
-					(errcode(code),
-					 errmsg("%s: count " INT64_FORMAT " of field \"%s\" is negative",
-							context, FIELD(t, i), token_fields[i].name)));
+					(errcode(code), errmsg("%s: count " INT64_FORMAT " of field \"%s\" is negative",
+										   context, FIELD(t, i), token_fields[i].name)));
 	if (t->reasoning > t->output)
-		ereport(ERROR,
-				(errcode(code),
-				 errmsg("%s: reasoning (" INT64_FORMAT ") exceeds output (" INT64_FORMAT ")",
-						context, t->reasoning, t->output),
-				 errdetail("Reasoning tokens are part of output.")));
+		ereport(ERROR, (errcode(code),
+						errmsg("%s: reasoning (" INT64_FORMAT ") exceeds output (" INT64_FORMAT ")",
+							   context, t->reasoning, t->output),
+						errdetail("Reasoning tokens are part of output.")));
 }
 
 /* Binary input: six int64 in the order input, output, cache_read,
@@ -247,13 +236,12 @@ PG_FUNCTION_INFO_V1(tokens_recv);
 Datum
 tokens_recv(PG_FUNCTION_ARGS)
 {
-	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
-	Tokens	   *t = tokens_alloc();
+	StringInfo buf = (StringInfo) PG_GETARG_POINTER(0);
+	Tokens    *t = tokens_alloc();
 
 	for (int i = 0; i < TOKENS_NFIELDS; i++)
 		FIELD(t, i) = pq_getmsgint64(buf);
-	tokens_validate(t, ERRCODE_INVALID_BINARY_REPRESENTATION,
-					"invalid external tokens value");
+	tokens_validate(t, ERRCODE_INVALID_BINARY_REPRESENTATION, "invalid external tokens value");
 	PG_RETURN_TOKENS_P(t);
 }
 
@@ -262,7 +250,7 @@ PG_FUNCTION_INFO_V1(tokens_send);
 Datum
 tokens_send(PG_FUNCTION_ARGS)
 {
-	Tokens	   *t = PG_GETARG_TOKENS_P(0);
+	Tokens        *t = PG_GETARG_TOKENS_P(0);
 	StringInfoData buf;
 
 	pq_begintypsend(&buf);
@@ -278,7 +266,7 @@ PG_FUNCTION_INFO_V1(tokens_make);
 Datum
 tokens_make(PG_FUNCTION_ARGS)
 {
-	Tokens	   *t = tokens_alloc();
+	Tokens *t = tokens_alloc();
 
 	t->input = PG_GETARG_INT64(0);
 	t->output = PG_GETARG_INT64(1);
@@ -286,18 +274,16 @@ tokens_make(PG_FUNCTION_ARGS)
 	t->cache_write = PG_GETARG_INT64(3);
 	t->reasoning = PG_GETARG_INT64(4);
 	t->cache_write_1h = PG_GETARG_INT64(5);
-	tokens_validate(t, ERRCODE_INVALID_TEXT_REPRESENTATION,
-					"invalid tokens value");
+	tokens_validate(t, ERRCODE_INVALID_TEXT_REPRESENTATION, "invalid tokens value");
 	PG_RETURN_TOKENS_P(t);
 }
 
-#define TOKENS_ACCESSOR(fname, field) \
-PG_FUNCTION_INFO_V1(fname); \
-Datum \
-fname(PG_FUNCTION_ARGS) \
-{ \
-	PG_RETURN_INT64(PG_GETARG_TOKENS_P(0)->field); \
-}
+#define TOKENS_ACCESSOR(fname, field)                  \
+	PG_FUNCTION_INFO_V1(fname);                        \
+	Datum fname(PG_FUNCTION_ARGS)                      \
+	{                                                  \
+		PG_RETURN_INT64(PG_GETARG_TOKENS_P(0)->field); \
+	}
 
 /* input(tokens) and the other field accessors */
 TOKENS_ACCESSOR(tokens_input, input)
@@ -312,16 +298,15 @@ PG_FUNCTION_INFO_V1(tokens_total);
 Datum
 tokens_total(PG_FUNCTION_ARGS)
 {
-	Tokens	   *t = PG_GETARG_TOKENS_P(0);
-	int64		sum = t->input;
+	Tokens *t = PG_GETARG_TOKENS_P(0);
+	int64   sum = t->input;
 
 	if (pg_add_s64_overflow(sum, t->output, &sum) ||
 		pg_add_s64_overflow(sum, t->cache_read, &sum) ||
 		pg_add_s64_overflow(sum, t->cache_write, &sum) ||
 		pg_add_s64_overflow(sum, t->cache_write_1h, &sum))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("total of tokens value is out of range for type bigint")));
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("total of tokens value is out of range for type bigint")));
 	PG_RETURN_INT64(sum);
 }
 
@@ -331,10 +316,9 @@ tokens_accumulate(Tokens *a, const Tokens *b)
 {
 	for (int i = 0; i < TOKENS_NFIELDS; i++)
 		if (pg_add_s64_overflow(FIELD(a, i), FIELD(b, i), &FIELD(a, i)))
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("tokens out of range: field \"%s\" exceeds 9223372036854775807",
-							token_fields[i].name)));
+			ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+							errmsg("tokens out of range: field \"%s\" exceeds 9223372036854775807",
+								   token_fields[i].name)));
 }
 
 /* tokens + tokens */
@@ -342,7 +326,7 @@ PG_FUNCTION_INFO_V1(tokens_add);
 Datum
 tokens_add(PG_FUNCTION_ARGS)
 {
-	Tokens	   *result = tokens_alloc();
+	Tokens *result = tokens_alloc();
 
 	*result = *PG_GETARG_TOKENS_P(0);
 	tokens_accumulate(result, PG_GETARG_TOKENS_P(1));
@@ -352,18 +336,17 @@ tokens_add(PG_FUNCTION_ARGS)
 static Tokens *
 tokens_scale(const Tokens *t, int64 f)
 {
-	Tokens	   *result = tokens_alloc();
+	Tokens *result = tokens_alloc();
 
 	if (f < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cannot multiply tokens by a negative number: " INT64_FORMAT, f)));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("cannot multiply tokens by a negative number: " INT64_FORMAT, f)));
 	for (int i = 0; i < TOKENS_NFIELDS; i++)
 		if (pg_mul_s64_overflow(FIELD(t, i), f, &FIELD(result, i)))
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("tokens out of range: field \"%s\" times " INT64_FORMAT " exceeds 9223372036854775807",
-							token_fields[i].name, f)));
+			ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+							errmsg("tokens out of range: field \"%s\" times " INT64_FORMAT
+								   " exceeds 9223372036854775807",
+								   token_fields[i].name, f)));
 	return result;
 }
 
@@ -388,8 +371,7 @@ PG_FUNCTION_INFO_V1(tokens_eq);
 Datum
 tokens_eq(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(memcmp(PG_GETARG_TOKENS_P(0), PG_GETARG_TOKENS_P(1),
-						  sizeof(Tokens)) == 0);
+	PG_RETURN_BOOL(memcmp(PG_GETARG_TOKENS_P(0), PG_GETARG_TOKENS_P(1), sizeof(Tokens)) == 0);
 }
 
 /* tokens <> tokens */
@@ -397,8 +379,7 @@ PG_FUNCTION_INFO_V1(tokens_ne);
 Datum
 tokens_ne(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(memcmp(PG_GETARG_TOKENS_P(0), PG_GETARG_TOKENS_P(1),
-						  sizeof(Tokens)) != 0);
+	PG_RETURN_BOOL(memcmp(PG_GETARG_TOKENS_P(0), PG_GETARG_TOKENS_P(1), sizeof(Tokens)) != 0);
 }
 
 /* hash support function 1 */
@@ -406,8 +387,7 @@ PG_FUNCTION_INFO_V1(tokens_hash);
 Datum
 tokens_hash(PG_FUNCTION_ARGS)
 {
-	return hash_any((const unsigned char *) PG_GETARG_TOKENS_P(0),
-					sizeof(Tokens));
+	return hash_any((const unsigned char *) PG_GETARG_TOKENS_P(0), sizeof(Tokens));
 }
 
 /* hash support function 2 */
@@ -415,8 +395,8 @@ PG_FUNCTION_INFO_V1(tokens_hash_extended);
 Datum
 tokens_hash_extended(PG_FUNCTION_ARGS)
 {
-	return hash_any_extended((const unsigned char *) PG_GETARG_TOKENS_P(0),
-							 sizeof(Tokens), (uint64) PG_GETARG_INT64(1));
+	return hash_any_extended((const unsigned char *) PG_GETARG_TOKENS_P(0), sizeof(Tokens),
+							 (uint64) PG_GETARG_INT64(1));
 }
 
 /*
@@ -428,12 +408,12 @@ PG_FUNCTION_INFO_V1(tokens_sum_accum);
 Datum
 tokens_sum_accum(PG_FUNCTION_ARGS)
 {
-	Tokens	   *state = PG_GETARG_TOKENS_P(0);
-	Tokens	   *t = PG_GETARG_TOKENS_P(1);
+	Tokens *state = PG_GETARG_TOKENS_P(0);
+	Tokens *t = PG_GETARG_TOKENS_P(1);
 
 	if (!AggCheckCallContext(fcinfo, NULL))
 	{
-		Tokens	   *copy = tokens_alloc();
+		Tokens *copy = tokens_alloc();
 
 		*copy = *state;
 		state = copy;
@@ -447,8 +427,8 @@ PG_FUNCTION_INFO_V1(tokens_sum_inv);
 Datum
 tokens_sum_inv(PG_FUNCTION_ARGS)
 {
-	Tokens	   *state = PG_GETARG_TOKENS_P(0);
-	Tokens	   *t = PG_GETARG_TOKENS_P(1);
+	Tokens *state = PG_GETARG_TOKENS_P(0);
+	Tokens *t = PG_GETARG_TOKENS_P(1);
 
 	if (!AggCheckCallContext(fcinfo, NULL))
 		elog(ERROR, "tokens_sum_inv called in non-aggregate context");
