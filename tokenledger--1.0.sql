@@ -1042,3 +1042,189 @@ FROM (VALUES
 	('google', 'gemini-1.5-pro-002', 'gemini-1.5-pro'),
 	('google', 'gemini-1.5-flash-002', 'gemini-1.5-flash')
 ) AS v(provider, alias, model);
+
+-- ---------------------------------------------------------------------------
+-- real-world formats: OpenTelemetry spans, the LiteLLM price map
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.record_otel_span(attributes jsonb,
+		occurred_at timestamptz DEFAULT NULL, request_id text DEFAULT NULL,
+		initiative text DEFAULT NULL, team text DEFAULT NULL, principal text DEFAULT NULL,
+		api_key text DEFAULT NULL, app text DEFAULT NULL, environment text DEFAULT NULL,
+		run_id text DEFAULT NULL, tags jsonb DEFAULT NULL)
+	RETURNS bigint LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+DECLARE
+	a jsonb := record_otel_span.attributes;
+	system text := lower(coalesce(a ->> 'gen_ai.provider.name', a ->> 'gen_ai.system'));
+	provider text;
+	model text := coalesce(a ->> 'gen_ai.response.model', a ->> 'gen_ai.request.model');
+	tier text := lower(coalesce(a ->> 'gen_ai.openai.response.service_tier',
+								a ->> 'gen_ai.openai.request.service_tier',
+								a ->> 'gen_ai.request.service_tier'));
+BEGIN
+	IF system IS NULL THEN
+		RAISE EXCEPTION 'span has no gen_ai.provider.name or gen_ai.system attribute'
+			USING ERRCODE = 'invalid_text_representation';
+	END IF;
+	IF model IS NULL THEN
+		RAISE EXCEPTION 'span has no gen_ai.response.model or gen_ai.request.model attribute'
+			USING ERRCODE = 'invalid_text_representation';
+	END IF;
+	-- the semantic conventions' provider names, as the price catalog names them
+	provider := CASE
+		WHEN system IN ('gcp.gemini', 'gcp.vertex_ai', 'gcp.gen_ai', 'vertex_ai', 'gemini', 'google') THEN 'google'
+		WHEN system IN ('aws.bedrock', 'bedrock') THEN 'bedrock'
+		WHEN system IN ('azure.ai.openai', 'az.ai.openai', 'azure.ai.inference', 'azure') THEN 'azure'
+		ELSE system END;
+	IF tier IS NULL OR tier IN ('default', 'auto') THEN
+		tier := 'standard';
+	END IF;
+	RETURN record_usage(provider, model, a,
+		request_id => coalesce(record_otel_span.request_id, a ->> 'gen_ai.response.id'),
+		occurred_at => record_otel_span.occurred_at,
+		service_tier => tier,
+		initiative => record_otel_span.initiative,
+		team => record_otel_span.team,
+		principal => coalesce(record_otel_span.principal, a ->> 'enduser.id', a ->> 'user.id'),
+		api_key => record_otel_span.api_key,
+		app => coalesce(record_otel_span.app, a ->> 'service.name'),
+		environment => coalesce(record_otel_span.environment, a ->> 'deployment.environment.name',
+								a ->> 'deployment.environment'),
+		run_id => coalesce(record_otel_span.run_id, a ->> 'gen_ai.conversation.id'),
+		tags => record_otel_span.tags);
+END $$;
+COMMENT ON FUNCTION @extschema@.record_otel_span(jsonb, timestamptz, text, text, text, text, text, text, text, text, jsonb) IS
+	'record a call from OpenTelemetry GenAI span attributes; idempotent on gen_ai.response.id';
+
+CREATE FUNCTION @extschema@.import_prices_litellm(catalog jsonb,
+		effective_from timestamptz DEFAULT now())
+	RETURNS integer LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+DECLARE
+	entry record;
+	v jsonb;
+	provider text;
+	model text;
+	tiers text[][] := ARRAY[['', 'standard'], ['_batches', 'batch'], ['_flex', 'flex'], ['_priority', 'priority']];
+	thresholds bigint[];
+	th bigint;
+	lc text;
+	ts text;
+	f_in numeric; f_out numeric; f_cr numeric; f_cw numeric; f_cw1h numeric;
+	b_in numeric; b_cr numeric; b_cw numeric; b_cw1h numeric;
+	written integer := 0;
+	n integer;
+BEGIN
+	IF jsonb_typeof(catalog) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'the LiteLLM price map must be a JSON object of models'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR entry IN SELECT key, value FROM jsonb_each(catalog) ORDER BY key LOOP
+		v := entry.value;
+		CONTINUE WHEN entry.key = 'sample_spec' OR jsonb_typeof(v) <> 'object'
+			OR jsonb_typeof(v -> 'litellm_provider') <> 'string'
+			OR (jsonb_typeof(v -> 'input_cost_per_token') IS DISTINCT FROM 'number'
+				AND jsonb_typeof(v -> 'output_cost_per_token') IS DISTINCT FROM 'number');
+		provider := v ->> 'litellm_provider';
+		model := entry.key;
+		-- "gemini/gemini-2.5-pro" is model "gemini-2.5-pro" of provider "gemini"
+		-- (the prefixed name stays usable as an alias), unless the map has an
+		-- entry of that name and provider of its own
+		IF starts_with(model, provider || '/')
+		   AND (catalog -> substr(model, length(provider) + 2) ->> 'litellm_provider') IS DISTINCT FROM provider THEN
+			model := substr(model, length(provider) + 2);
+			INSERT INTO model_aliases (provider, alias, model)
+			VALUES (provider, entry.key, model) ON CONFLICT DO NOTHING;
+		END IF;
+		-- long-context thresholds named in the entry (_above_<N>k_tokens)
+		SELECT array_agg(DISTINCT m[1]::bigint * 1000) INTO thresholds
+		FROM jsonb_object_keys(v) k, regexp_matches(k, '^(?:input|output)_cost_per_token_above_(\d+)k_tokens') m;
+		thresholds := array_prepend(0::bigint, coalesce(thresholds, '{}'));
+		FOREACH th IN ARRAY thresholds LOOP
+			lc := CASE WHEN th = 0 THEN '' ELSE '_above_' || (th / 1000) || 'k_tokens' END;
+			-- the standard tier at this threshold: the base other tiers scale
+			b_in := (v ->> ('input_cost_per_token' || lc))::numeric;
+			b_cr := (v ->> ('cache_read_input_token_cost' || lc))::numeric;
+			b_cw := (v ->> ('cache_creation_input_token_cost' || lc))::numeric;
+			b_cw1h := (v ->> ('cache_creation_input_token_cost_above_1hr' || lc))::numeric;
+			FOR i IN 1 .. array_length(tiers, 1) LOOP
+				ts := tiers[i][1];
+				f_in := (v ->> ('input_cost_per_token' || lc || ts))::numeric;
+				f_out := (v ->> ('output_cost_per_token' || lc || ts))::numeric;
+				CONTINUE WHEN f_in IS NULL AND f_out IS NULL;
+				f_cr := (v ->> ('cache_read_input_token_cost' || lc || ts))::numeric;
+				f_cw := (v ->> ('cache_creation_input_token_cost' || lc || ts))::numeric;
+				f_cw1h := (v ->> ('cache_creation_input_token_cost_above_1hr' || lc || ts))::numeric;
+				IF ts <> '' THEN
+					-- a tier without its own cache prices gets the standard ones
+					-- at the tier's discount on input
+					f_cr := coalesce(f_cr, b_cr * f_in / nullif(b_in, 0));
+					f_cw := coalesce(f_cw, b_cw * f_in / nullif(b_in, 0));
+					f_cw1h := coalesce(f_cw1h, b_cw1h * f_in / nullif(b_in, 0));
+				END IF;
+				INSERT INTO prices (provider, model, service_tier, effective_from, rate, min_input_tokens, source)
+				VALUES (provider, model, tiers[i][2], import_prices_litellm.effective_from,
+						format('in=%s out=%s cache_read=%s cache_write=%s cache_write_1h=%s USD/1M',
+							   round(coalesce(f_in, 0) * 1000000, 9), round(coalesce(f_out, 0) * 1000000, 9),
+							   round(coalesce(f_cr, 0) * 1000000, 9), round(coalesce(f_cw, 0) * 1000000, 9),
+							   round(coalesce(f_cw1h, 0) * 1000000, 9))::rate,
+						th, 'LiteLLM model price map: ' || entry.key)
+				ON CONFLICT DO NOTHING;
+				GET DIAGNOSTICS n = ROW_COUNT;
+				written := written + n;
+			END LOOP;
+		END LOOP;
+	END LOOP;
+	RETURN written;
+END $$;
+COMMENT ON FUNCTION @extschema@.import_prices_litellm(jsonb, timestamptz) IS
+	'load the LiteLLM model price map as a price version effective from the given time; returns the rows written';
+
+-- ---------------------------------------------------------------------------
+-- currencies
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.fx_rates (
+	currency text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+	to_currency text NOT NULL CHECK (to_currency ~ '^[A-Z]{3}$' AND to_currency <> currency),
+	rate numeric NOT NULL CHECK (rate > 0),
+	effective_from timestamptz NOT NULL,
+	PRIMARY KEY (currency, to_currency, effective_from)
+);
+COMMENT ON TABLE @extschema@.fx_rates IS
+	'exchange rates: 1 unit of currency is rate units of to_currency from effective_from on';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.fx_rates', '');
+
+CREATE FUNCTION @extschema@.convert(amount @extschema@.cost, to_currency text,
+		at timestamptz DEFAULT now())
+	RETURNS @extschema@.cost LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = @extschema@, pg_temp AS $$
+DECLARE
+	src text := currency(amount);
+	dst text := upper(to_currency);
+	r numeric;
+BEGIN
+	IF amount IS NULL OR to_currency IS NULL THEN
+		RETURN NULL;
+	END IF;
+	IF src = dst THEN
+		RETURN amount;
+	END IF;
+	SELECT f.rate INTO r FROM fx_rates f
+	WHERE f.currency = src AND f.to_currency = dst AND f.effective_from <= at
+	ORDER BY f.effective_from DESC LIMIT 1;
+	IF r IS NULL THEN
+		SELECT 1 / f.rate INTO r FROM fx_rates f
+		WHERE f.currency = dst AND f.to_currency = src AND f.effective_from <= at
+		ORDER BY f.effective_from DESC LIMIT 1;
+	END IF;
+	IF r IS NULL THEN
+		RAISE EXCEPTION 'no exchange rate from % to % on %', src, dst, at::date
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = format('Add one: INSERT INTO tokenledger.fx_rates VALUES (%L, %L, <rate>, <effective_from>).', src, dst);
+	END IF;
+	RETURN cost(amount(amount) * r, dst);
+END $$;
+COMMENT ON FUNCTION @extschema@.convert(@extschema@.cost, text, timestamptz) IS
+	'a cost in another currency at the exchange rate in effect at the given time (rounded half away from zero to 1e-9)';
