@@ -50,6 +50,7 @@ test: all
 
 prove:
 	pg_prove --failures test/*.sql
+	prove -e /usr/bin/python3 test/client.py
 
 # the main job: a month of a mid-size company's AI spend, and its report
 demo: all
