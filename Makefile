@@ -18,6 +18,8 @@ EXTRA_CLEAN = results regression.diffs regression.out
 # PostgreSQL 15 first; any pg_config on the PATH otherwise
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+# the server headers come with postgresql-server-dev-NN, not with the server
+HAVE_HEADERS := $(wildcard $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)/postgres.h)
 
 # sudo for installing, unless run as root
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -35,7 +37,7 @@ lint:
 		--suppress=missingIncludeSystem --suppress=toomanyconfigs \
 		-I src -I $(shell $(PG_CONFIG) --includedir-server) src/*.c
 
-ifeq ($(PGXS),)
+ifeq ($(and $(PGXS),$(HAVE_HEADERS)),)
 # A fresh machine has no server headers yet: install them, then go on.
 all install installcheck test demo bench-types bench-ingest:
 	sh scripts/install-deps.sh
