@@ -1228,3 +1228,373 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION @extschema@.convert(@extschema@.cost, text, timestamptz) IS
 	'a cost in another currency at the exchange rate in effect at the given time (rounded half away from zero to 1e-9)';
+
+-- ---------------------------------------------------------------------------
+-- budgets
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.is_time_zone(name text) RETURNS boolean
+	LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM timestamptz '2000-01-01 00:00:00+00' AT TIME ZONE name;
+	RETURN true;
+EXCEPTION WHEN invalid_parameter_value THEN
+	RETURN false;
+END $$;
+COMMENT ON FUNCTION @extschema@.is_time_zone(text) IS 'whether a name is a time zone PostgreSQL knows';
+
+CREATE TABLE @extschema@.budgets (
+	id bigserial PRIMARY KEY,
+	name text NOT NULL UNIQUE,
+	scope text NOT NULL CHECK (scope IN ('global', 'team', 'initiative', 'principal', 'api_key', 'app')),
+	scope_value text,
+	period text NOT NULL CHECK (period IN ('day', 'week', 'month', 'quarter', 'year', 'total')),
+	time_zone text NOT NULL DEFAULT 'UTC' CHECK (@extschema@.is_time_zone(time_zone)),
+	amount @extschema@.cost NOT NULL CHECK (@extschema@.amount(amount) > 0),
+	warn_at numeric[] NOT NULL DEFAULT '{0.5,0.8,1.0}'
+		CHECK (array_position(warn_at, NULL) IS NULL AND 0 < ALL (warn_at)),
+	mode text NOT NULL DEFAULT 'alert' CHECK (mode IN ('alert', 'block')),
+	active boolean NOT NULL DEFAULT true,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT budgets_scope_value_check CHECK ((scope = 'global') = (scope_value IS NULL))
+);
+COMMENT ON TABLE @extschema@.budgets IS
+	'spending limits per scope and calendar period (in the budget''s time zone; weeks start on Monday); block budgets refuse reservations beyond the amount';
+
+-- the period a time falls in, in a time zone
+CREATE FUNCTION @extschema@.period_start(period text, at timestamptz, time_zone text DEFAULT 'UTC')
+	RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN CASE WHEN period = 'total' THEN '-infinity'::timestamptz
+				ELSE pg_catalog.date_trunc(period, at, time_zone) END;
+CREATE FUNCTION @extschema@.period_end(period text, at timestamptz, time_zone text DEFAULT 'UTC')
+	RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN CASE WHEN period = 'total' THEN 'infinity'::timestamptz
+				ELSE pg_catalog.timezone(time_zone,
+						pg_catalog.timezone(time_zone, pg_catalog.date_trunc(period, at, time_zone))
+						+ pg_catalog.concat('1 ', period)::interval) END;
+COMMENT ON FUNCTION @extschema@.period_start(text, timestamptz, text) IS 'start of the calendar period (day, week, month, quarter, year, total) containing a time, in a time zone';
+COMMENT ON FUNCTION @extschema@.period_end(text, timestamptz, text) IS 'end (exclusive) of the calendar period containing a time, in a time zone';
+
+-- spend per budget and period, split across slots so that concurrent
+-- recorders do not queue on one row; the slots add up to the ledger's sums
+CREATE TABLE @extschema@.budget_spend (
+	budget_id bigint NOT NULL REFERENCES @extschema@.budgets ON DELETE CASCADE,
+	period_start timestamptz NOT NULL,
+	slot smallint NOT NULL,
+	spent @extschema@.cost NOT NULL,
+	PRIMARY KEY (budget_id, period_start, slot)
+);
+COMMENT ON TABLE @extschema@.budget_spend IS
+	'spend counted against each budget and period, kept by the ledger''s insert path (the slots of a period add up to its spend)';
+
+CREATE TABLE @extschema@.budget_reservations (
+	id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	team text,
+	initiative text,
+	principal text,
+	api_key text,
+	app text,
+	estimate @extschema@.cost NOT NULL CHECK (@extschema@.amount(estimate) >= 0),
+	created_at timestamptz NOT NULL DEFAULT now(),
+	expires_at timestamptz NOT NULL,
+	settled_at timestamptz,
+	settled_by bigint,
+	released_at timestamptz
+);
+COMMENT ON TABLE @extschema@.budget_reservations IS
+	'reservations taken before costly calls; live until settled by a usage row, released or expired';
+
+-- what a live reservation holds against each budget it falls under
+CREATE TABLE @extschema@.budget_holds (
+	reservation_id uuid NOT NULL REFERENCES @extschema@.budget_reservations ON DELETE CASCADE,
+	budget_id bigint NOT NULL REFERENCES @extschema@.budgets ON DELETE CASCADE,
+	period_start timestamptz NOT NULL,
+	amount @extschema@.cost NOT NULL,
+	expires_at timestamptz NOT NULL,
+	PRIMARY KEY (reservation_id, budget_id)
+);
+CREATE INDEX budget_holds_budget_idx ON @extschema@.budget_holds (budget_id, period_start, expires_at);
+COMMENT ON TABLE @extschema@.budget_holds IS 'the part of live reservations held against each budget';
+
+CREATE TABLE @extschema@.budget_alerts (
+	id bigserial PRIMARY KEY,
+	budget_id bigint NOT NULL REFERENCES @extschema@.budgets ON DELETE CASCADE,
+	period_start timestamptz NOT NULL,
+	threshold numeric NOT NULL,
+	spent @extschema@.cost NOT NULL,
+	amount @extschema@.cost NOT NULL,
+	raised_at timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (budget_id, period_start, threshold)
+);
+COMMENT ON TABLE @extschema@.budget_alerts IS
+	'one row per budget, period and warn_at threshold crossed; each is also sent with NOTIFY on channel tokenledger_budget at commit';
+
+-- budgets whose thresholds must be checked when the recording transaction commits
+CREATE UNLOGGED TABLE @extschema@.budget_checks (
+	budget_id bigint NOT NULL,
+	period_start timestamptz NOT NULL
+);
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.budgets', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.budgets_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.budget_spend', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.budget_reservations', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.budget_holds', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.budget_alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.budget_alerts_id_seq', '');
+
+CREATE TRIGGER budgets_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.budgets
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.catalog_changed();
+
+-- the spend of a budget's period (committed, and this transaction's own)
+CREATE FUNCTION @extschema@.budget_spent(budget_id bigint, period_start timestamptz)
+	RETURNS @extschema@.cost LANGUAGE sql STABLE PARALLEL SAFE
+	BEGIN ATOMIC
+		SELECT coalesce(@extschema@.sum(s.spent),
+						(SELECT b.amount OPERATOR(@extschema@.*) 0 FROM @extschema@.budgets b WHERE b.id = budget_spent.budget_id))
+		FROM @extschema@.budget_spend s
+		WHERE s.budget_id = budget_spent.budget_id AND s.period_start = budget_spent.period_start;
+	END;
+CREATE FUNCTION @extschema@.budget_reserved(budget_id bigint, period_start timestamptz)
+	RETURNS @extschema@.cost LANGUAGE sql STABLE PARALLEL SAFE
+	BEGIN ATOMIC
+		SELECT coalesce(@extschema@.sum(h.amount),
+						(SELECT b.amount OPERATOR(@extschema@.*) 0 FROM @extschema@.budgets b WHERE b.id = budget_reserved.budget_id))
+		FROM @extschema@.budget_holds h
+		WHERE h.budget_id = budget_reserved.budget_id AND h.period_start = budget_reserved.period_start
+		  AND h.expires_at > pg_catalog.now();
+	END;
+COMMENT ON FUNCTION @extschema@.budget_spent(bigint, timestamptz) IS 'spend counted against a budget in the period starting at period_start';
+COMMENT ON FUNCTION @extschema@.budget_reserved(bigint, timestamptz) IS 'live reservations held against a budget in the period starting at period_start';
+
+-- does a budget apply to a call with these attributes?
+CREATE FUNCTION @extschema@.budget_applies(b @extschema@.budgets, team text, initiative text,
+		principal text, api_key text, app text)
+	RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN b.active AND CASE b.scope
+		WHEN 'global' THEN true
+		WHEN 'team' THEN b.scope_value = team
+		WHEN 'initiative' THEN b.scope_value = initiative
+		WHEN 'principal' THEN b.scope_value = principal
+		WHEN 'api_key' THEN b.scope_value = api_key
+		WHEN 'app' THEN b.scope_value = app
+		ELSE false END;
+
+CREATE FUNCTION @extschema@.budget_check(team text DEFAULT NULL, initiative text DEFAULT NULL,
+		principal text DEFAULT NULL, api_key text DEFAULT NULL, app text DEFAULT NULL,
+		estimate @extschema@.cost DEFAULT NULL)
+	RETURNS TABLE (budget_id bigint, name text, allowed boolean, status text,
+				   spent @extschema@.cost, reserved @extschema@.cost, amount @extschema@.cost,
+				   remaining @extschema@.cost, period_start timestamptz, period_end timestamptz)
+	LANGUAGE sql STABLE
+	SET search_path = @extschema@, pg_temp
+	BEGIN ATOMIC
+		SELECT c.id, c.name,
+			   c.mode = 'alert' OR c.spent + c.reserved + coalesce(budget_check.estimate, c.amount * 0) <= c.amount,
+			   CASE WHEN c.spent >= c.amount THEN 'exceeded'
+					WHEN c.spent >= c.amount * (SELECT min(t) FROM unnest(c.warn_at) t) THEN 'warning'
+					ELSE 'ok' END,
+			   c.spent, c.reserved, c.amount, c.amount - c.spent - c.reserved, c.ps, c.pe
+		FROM (SELECT b.id, b.name, b.mode, b.amount, b.warn_at,
+					 budget_spent(b.id, period_start(b.period, now(), b.time_zone)) AS spent,
+					 budget_reserved(b.id, period_start(b.period, now(), b.time_zone)) AS reserved,
+					 period_start(b.period, now(), b.time_zone) AS ps,
+					 period_end(b.period, now(), b.time_zone) AS pe
+			  FROM budgets b
+			  WHERE budget_applies(b, budget_check.team, budget_check.initiative, budget_check.principal,
+								   budget_check.api_key, budget_check.app)) c
+		ORDER BY c.id;
+	END;
+COMMENT ON FUNCTION @extschema@.budget_check(text, text, text, text, text, @extschema@.cost) IS
+	'every active budget that applies to a call with these attributes, and whether a call of the estimated cost is allowed';
+
+-- advisory lock key space of the extension: (0x746c, budget id)
+CREATE FUNCTION @extschema@.lock_budget(budget_id bigint) RETURNS void
+	LANGUAGE sql
+	RETURN pg_catalog.pg_advisory_xact_lock(29804, (budget_id % 2147483647)::integer);
+
+CREATE FUNCTION @extschema@.budget_reserve(team text DEFAULT NULL, initiative text DEFAULT NULL,
+		principal text DEFAULT NULL, api_key text DEFAULT NULL, app text DEFAULT NULL,
+		estimate @extschema@.cost DEFAULT NULL, ttl interval DEFAULT '10 minutes')
+	RETURNS uuid LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	b budgets;
+	ps timestamptz;
+	spent cost;
+	reserved cost;
+	rid uuid;
+	expires timestamptz := now() + budget_reserve.ttl;
+BEGIN
+	IF budget_reserve.estimate IS NULL THEN
+		RAISE EXCEPTION 'a reservation needs an estimate' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Estimate the call first, e.g. with tokenledger.cost_of(tokens, provider, model).';
+	END IF;
+	IF amount(budget_reserve.estimate) < 0 THEN
+		RAISE EXCEPTION 'a reservation''s estimate cannot be negative: %', budget_reserve.estimate
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF budget_reserve.ttl IS NULL OR budget_reserve.ttl <= interval '0' THEN
+		RAISE EXCEPTION 'a reservation needs a positive ttl' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO budget_reservations (team, initiative, principal, api_key, app, estimate, expires_at)
+	VALUES (budget_reserve.team, budget_reserve.initiative, budget_reserve.principal,
+			budget_reserve.api_key, budget_reserve.app, budget_reserve.estimate, expires)
+	RETURNING id INTO rid;
+	-- every applicable budget, in id order (block budgets are locked in that
+	-- order, so concurrent reservers cannot deadlock)
+	FOR b IN SELECT * FROM budgets x
+			 WHERE budget_applies(x, budget_reserve.team, budget_reserve.initiative,
+								  budget_reserve.principal, budget_reserve.api_key, budget_reserve.app)
+			 ORDER BY x.id LOOP
+		CONTINUE WHEN currency(b.amount) <> currency(budget_reserve.estimate);
+		ps := period_start(b.period, now(), b.time_zone);
+		IF b.mode = 'block' THEN
+			PERFORM lock_budget(b.id);
+			-- after the lock: this statement's snapshot sees every reservation
+			-- and every spend committed before it
+			DELETE FROM budget_holds h WHERE h.budget_id = b.id AND h.expires_at <= now();
+			spent := budget_spent(b.id, ps);
+			reserved := budget_reserved(b.id, ps);
+			IF spent + reserved + budget_reserve.estimate > b.amount THEN
+				RAISE EXCEPTION 'budget "%" would be exceeded', b.name
+					USING ERRCODE = 'TL001',
+						  DETAIL = format('Spent %s and reserved %s of %s this %s; the estimate is %s.',
+										  spent, reserved, b.amount, b.period, budget_reserve.estimate),
+						  HINT = 'Wait for the next period, raise the budget, or release reservations no longer needed.';
+			END IF;
+		END IF;
+		INSERT INTO budget_holds (reservation_id, budget_id, period_start, amount, expires_at)
+		VALUES (rid, b.id, ps, budget_reserve.estimate, expires);
+	END LOOP;
+	RETURN rid;
+END $$;
+COMMENT ON FUNCTION @extschema@.budget_reserve(text, text, text, text, text, @extschema@.cost, interval) IS
+	'reserve an estimated cost against every applicable budget before a call; refused with SQLSTATE TL001 when a block budget would be exceeded';
+
+CREATE FUNCTION @extschema@.budget_release(reservation uuid) RETURNS boolean
+	LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+BEGIN
+	UPDATE budget_reservations SET released_at = now()
+	WHERE id = reservation AND released_at IS NULL AND settled_at IS NULL;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	DELETE FROM budget_holds WHERE reservation_id = reservation;
+	RETURN true;
+END $$;
+COMMENT ON FUNCTION @extschema@.budget_release(uuid) IS
+	'free a reservation that will not be used; false when it was already settled or released';
+
+-- settle reservations named by recorded usage rows
+CREATE FUNCTION @extschema@.budget_settle(reservations uuid[], usage_ids bigint[]) RETURNS void
+	LANGUAGE sql
+	BEGIN ATOMIC
+		UPDATE @extschema@.budget_reservations r SET settled_at = pg_catalog.now(), settled_by = s.usage_id
+		FROM ROWS FROM (pg_catalog.unnest(budget_settle.reservations), pg_catalog.unnest(budget_settle.usage_ids)) AS s(reservation_id, usage_id)
+		WHERE r.id = s.reservation_id AND r.settled_at IS NULL AND r.released_at IS NULL;
+		DELETE FROM @extschema@.budget_holds h WHERE h.reservation_id = ANY (budget_settle.reservations);
+	END;
+
+-- at commit: raise the alerts of every threshold the period's spend has
+-- reached, once, under the budget's lock so that concurrent recorders that
+-- cross a threshold together are seen
+CREATE FUNCTION @extschema@.budget_check_alerts() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+DECLARE
+	b budgets;
+	spent cost;
+	t numeric;
+	alert_id bigint;
+BEGIN
+	DELETE FROM budget_checks WHERE budget_id = NEW.budget_id AND period_start = NEW.period_start;
+	SELECT * INTO b FROM budgets WHERE id = NEW.budget_id;
+	IF NOT FOUND THEN
+		RETURN NULL;
+	END IF;
+	PERFORM lock_budget(b.id);
+	spent := budget_spent(b.id, NEW.period_start);
+	FOREACH t IN ARRAY (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(b.warn_at) x) LOOP
+		EXIT WHEN spent < b.amount * t;
+		INSERT INTO budget_alerts (budget_id, period_start, threshold, spent, amount)
+		VALUES (b.id, NEW.period_start, t, spent, b.amount)
+		ON CONFLICT (budget_id, period_start, threshold) DO NOTHING
+		RETURNING id INTO alert_id;
+		IF alert_id IS NOT NULL THEN
+			PERFORM pg_notify('tokenledger_budget', json_build_object(
+				'alert_id', alert_id, 'budget_id', b.id, 'budget', b.name, 'scope', b.scope,
+				'scope_value', b.scope_value, 'period', b.period, 'period_start', NEW.period_start,
+				'threshold', t, 'spent', amount(spent), 'amount', amount(b.amount),
+				'currency', currency(b.amount), 'mode', b.mode)::text);
+		END IF;
+		alert_id := NULL;
+	END LOOP;
+	RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER budget_checks_at_commit AFTER INSERT ON @extschema@.budget_checks
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION @extschema@.budget_check_alerts();
+
+CREATE VIEW @extschema@.budget_status AS
+SELECT b.id AS budget_id, b.name, b.scope, b.scope_value, b.period, b.time_zone, b.mode, b.active,
+	   c.ps AS period_start, c.pe AS period_end,
+	   @extschema@.amount(c.spent) AS spent,
+	   @extschema@.amount(c.reserved) AS reserved,
+	   @extschema@.amount(b.amount) AS amount,
+	   @extschema@.amount(b.amount) - @extschema@.amount(c.spent) - @extschema@.amount(c.reserved) AS remaining,
+	   @extschema@.currency(b.amount) AS currency,
+	   round(@extschema@.amount(c.spent) / @extschema@.amount(b.amount), 4) AS used_share,
+	   CASE WHEN NOT b.active THEN 'inactive'
+			WHEN c.spent OPERATOR(@extschema@.>=) b.amount THEN 'exceeded'
+			WHEN @extschema@.amount(c.spent) >= @extschema@.amount(b.amount) * (SELECT min(t) FROM unnest(b.warn_at) t) THEN 'warning'
+			ELSE 'ok' END AS status
+FROM @extschema@.budgets b
+CROSS JOIN LATERAL (
+	SELECT @extschema@.period_start(b.period, now(), b.time_zone) AS ps,
+		   @extschema@.period_end(b.period, now(), b.time_zone) AS pe,
+		   @extschema@.budget_spent(b.id, @extschema@.period_start(b.period, now(), b.time_zone)) AS spent,
+		   @extschema@.budget_reserved(b.id, @extschema@.period_start(b.period, now(), b.time_zone)) AS reserved
+) c;
+COMMENT ON VIEW @extschema@.budget_status IS 'every budget''s current period: spent, reserved, amount, remaining and status';
+COMMENT ON COLUMN @extschema@.budget_status.spent IS 'spend counted in the current period, in the budget''s currency';
+COMMENT ON COLUMN @extschema@.budget_status.reserved IS 'live reservations held in the current period';
+COMMENT ON COLUMN @extschema@.budget_status.amount IS 'the budget''s amount';
+COMMENT ON COLUMN @extschema@.budget_status.remaining IS 'amount - spent - reserved';
+COMMENT ON COLUMN @extschema@.budget_status.currency IS 'ISO 4217 code of the money columns';
+COMMENT ON COLUMN @extschema@.budget_status.used_share IS 'spent / amount';
+COMMENT ON COLUMN @extschema@.budget_status.status IS 'ok, warning (past the lowest warn_at), exceeded, or inactive';
+
+-- accounting of the ledger's spend against budgets (C): rows accumulate per
+-- budget and period, and each statement adds them to the counters once
+CREATE FUNCTION @extschema@.budget_account() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE FUNCTION @extschema@.budget_account_flush() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE TRIGGER usage_budget_account AFTER INSERT OR UPDATE ON @extschema@.usage
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.budget_account();
+CREATE TRIGGER usage_budget_flush AFTER INSERT OR UPDATE ON @extschema@.usage
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.budget_account_flush();
+
+-- a new or changed budget counts the spend already in the ledger
+CREATE FUNCTION @extschema@.budget_backfill() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND (OLD.scope, OLD.scope_value, OLD.period, OLD.time_zone, currency(OLD.amount), OLD.active)
+		IS NOT DISTINCT FROM (NEW.scope, NEW.scope_value, NEW.period, NEW.time_zone, currency(NEW.amount), NEW.active) THEN
+		RETURN NULL;
+	END IF;
+	DELETE FROM budget_spend WHERE budget_id = NEW.id;
+	INSERT INTO budget_spend (budget_id, period_start, slot, spent)
+	SELECT NEW.id, period_start(NEW.period, u.occurred_at, NEW.time_zone), 0, sum(u.cost)
+	FROM usage u
+	WHERE u.cost IS NOT NULL AND currency(u.cost) = currency(NEW.amount)
+	  AND budget_applies(NEW, u.team, u.initiative, u.principal, u.api_key, u.app)
+	GROUP BY 2;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER budgets_backfill AFTER INSERT OR UPDATE ON @extschema@.budgets
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.budget_backfill();

@@ -74,6 +74,8 @@ static HTAB         *aliases = NULL;
 static HTAB         *initiatives = NULL;
 static CachedRule   *rules = NULL;
 static int           nrules = 0;
+static CachedBudget *budgets = NULL;
+static int           nbudgets = 0;
 
 /* the tables whose changes drop the cache */
 #define NCATALOG_TABLES 4
@@ -321,6 +323,47 @@ load_initiatives(void)
 	}
 }
 
+static void
+load_budgets(void)
+{
+	static const char *const scopes[] = {"global",    "team",    "initiative",
+										 "principal", "api_key", "app"};
+	uint64                   n;
+
+	if (SPI_execute("SELECT id, scope, scope_value, period, time_zone, amount"
+					" FROM tokenledger.budgets WHERE active ORDER BY id",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read tokenledger.budgets");
+	n = SPI_processed;
+	nbudgets = (int) n;
+	budgets = MemoryContextAllocZero(catalog_cxt, sizeof(CachedBudget) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple     tup = SPI_tuptable->vals[i];
+		TupleDesc     desc = SPI_tuptable->tupdesc;
+		CachedBudget *b = &budgets[i];
+		bool          isnull;
+		char         *scope;
+		char         *period;
+		MemoryContext old;
+
+		b->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		scope = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		for (int s = 0; s < (int) lengthof(scopes); s++)
+			if (strcmp(scope, scopes[s]) == 0)
+				b->scope = (BudgetScope) s;
+		b->scope_value = spi_text(tup, desc, 3);
+		period = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
+		b->total = strcmp(period, "total") == 0;
+		old = MemoryContextSwitchTo(catalog_cxt);
+		b->period = CStringGetTextDatum(period);
+		b->time_zone =
+			CStringGetTextDatum(TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull)));
+		MemoryContextSwitchTo(old);
+		b->amount = *DatumGetCostP(SPI_getbinval(tup, desc, 6, &isnull));
+	}
+}
+
 /*
  * Make sure the cache is loaded and current.
  */
@@ -351,6 +394,8 @@ catalog_ensure(void)
 	price_sets = priced_models = aliases = initiatives = NULL;
 	rules = NULL;
 	nrules = 0;
+	budgets = NULL;
+	nbudgets = 0;
 
 	nsp = get_namespace_oid("tokenledger", false);
 	for (int i = 0; i < NCATALOG_TABLES; i++)
@@ -370,6 +415,7 @@ catalog_ensure(void)
 		load_aliases(&key);
 		load_rules();
 		load_initiatives();
+		load_budgets();
 	}
 	PG_CATCH();
 	{
@@ -510,6 +556,15 @@ catalog_rules(int *n)
 	catalog_ensure();
 	*n = nrules;
 	return rules;
+}
+
+/* The active budgets, by id. */
+const CachedBudget *
+catalog_budgets(int *n)
+{
+	catalog_ensure();
+	*n = nbudgets;
+	return budgets;
 }
 
 /* A known initiative, or NULL. */

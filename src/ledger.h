@@ -30,6 +30,29 @@ typedef struct CachedInitiative
 	CostValue value_per_outcome;
 } CachedInitiative;
 
+/* a budget's scope */
+typedef enum BudgetScope
+{
+	SCOPE_GLOBAL,
+	SCOPE_TEAM,
+	SCOPE_INITIATIVE,
+	SCOPE_PRINCIPAL,
+	SCOPE_API_KEY,
+	SCOPE_APP
+} BudgetScope;
+
+/* an active budget */
+typedef struct CachedBudget
+{
+	int64       id;
+	BudgetScope scope;
+	char       *scope_value; /* NULL for global */
+	bool        total;       /* period 'total': one period for all time */
+	Datum       period;      /* text: day, week, month, quarter, year */
+	Datum       time_zone;   /* text */
+	CostValue   amount;
+} CachedBudget;
+
 /* catalog.c */
 extern void        catalog_init(void);
 extern const char *catalog_resolve_model(const char *provider, const char *model);
@@ -38,6 +61,7 @@ extern bool catalog_price(const char *provider, const char *model, const char *t
 extern const CachedRule       *catalog_rules(int *n);
 extern const CachedInitiative *catalog_initiative(const char *name);
 extern void                    catalog_register_initiative(const char *name);
+extern const CachedBudget     *catalog_budgets(int *n);
 
 /* jsonb_usage.c */
 extern void usage_jsonb_to_tokens(Jsonb *jb, Tokens *t);
