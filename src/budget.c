@@ -139,7 +139,7 @@ ensure_pending(void)
 }
 
 static bool
-scope_matches(const CachedBudget *b, Datum *values, bool *nulls)
+scope_matches(const CachedBudget *b, const Datum *values, const bool *nulls)
 {
 	int   col;
 	char *v;
