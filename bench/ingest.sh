@@ -18,17 +18,26 @@ tps() {
 }
 echo "single-row INSERT, $CLIENTS clients, ${DURATION}s each"
 plain=$(tps insert_plain.sql)
+echo "  plain table:               $plain tps"
 ledger=$(tps insert_usage.sql)
-echo "  plain table:  $plain tps"
-echo "  ledger:       $ledger tps"
-insert_ratio=$(awk -v a="$ledger" -v b="$plain" 'BEGIN { printf "%.2f", a / b }')
+echo "  ledger, no budgets:        $ledger tps"
+psql -X -q -f budgets_setup.sql
+budgeted=$(tps insert_usage.sql)
+echo "  ledger, 10 active budgets: $budgeted tps"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-echo "COPY of $ROWS rows"
+echo "COPY of $ROWS rows (10 active budgets)"
 copy_out=$(psql -X -q -v rows="$ROWS" -f copy.sql)
 echo "$copy_out" | grep -v '^copy_ratio'
 copy_ratio=$(echo "$copy_out" | sed -n 's/^copy_ratio //p')
+psql -X -q -c "SELECT count(*) AS budgets, (SELECT count(*) FROM tokenledger.budget_spend) AS counter_rows,
+	(SELECT tokenledger.sum(spent) FROM tokenledger.budget_spend s JOIN tokenledger.budgets b ON b.id = s.budget_id AND b.name = 'b10') OPERATOR(tokenledger.=)
+	(SELECT tokenledger.sum(cost) FROM tokenledger.usage WHERE principal = 'svc-bench') AS accounting_equals_ledger
+	FROM tokenledger.budgets"
 
 echo
-echo "ratios (ledger / plain table; targets from SPEC section 9)"
-echo "  single-row INSERT  $insert_ratio   (target >= 0.70)"
-echo "  COPY               $copy_ratio   (target >= 0.60)"
+echo "ratios (targets from SPEC section 9)"
+echo "  single-row INSERT, ledger with budgets / plain  $(ratio "$budgeted" "$plain")   (target >= 0.70)"
+echo "  single-row INSERT, ledger without budgets / plain  $(ratio "$ledger" "$plain")"
+echo "  single-row INSERT, 10 budgets / no budgets  $(ratio "$budgeted" "$ledger")"
+echo "  COPY, ledger with budgets / plain  $copy_ratio   (target >= 0.60)"

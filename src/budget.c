@@ -9,7 +9,8 @@
  *
  * budget_account_flush (AFTER INSERT OR UPDATE, per statement) adds the sums
  * to budget_spend in one statement: into this backend's slot of each period
- * (slots spread concurrent recorders over several rows; their sum is the
+ * (slots, one per backend while there are no more than 64, keep concurrent
+ * recorders off each other's rows; their sum is the
  * period's spend).  In the same statement it queues a commit-time alert check
  * (budget_checks) for every period whose spend, as this transaction sees it,
  * has reached or comes within a fifth of the budget of a threshold not yet
@@ -21,18 +22,25 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/backendid.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -41,7 +49,7 @@
 #include "ledger.h"
 
 /* slots a period's counter is split into */
-#define BUDGET_SLOTS 16
+#define BUDGET_SLOTS 64
 
 typedef struct PendingKey
 {
@@ -276,6 +284,160 @@ budget_account(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/*
+ * What this backend knows of a period's alerts: the highest threshold (in
+ * nanos) already alerted, and whether this transaction queued a check.
+ * Alerts are never removed, so what is known stays true.
+ */
+typedef struct AlertKnowledge
+{
+	PendingKey    key;
+	int64         alerted;    /* -1: none known */
+	TransactionId checked_in; /* the transaction that queued a check */
+} AlertKnowledge;
+
+static HTAB *alert_knowledge = NULL;
+
+static AlertKnowledge *
+knowledge_for(const PendingKey *key)
+{
+	AlertKnowledge *k;
+	bool            found;
+
+	if (alert_knowledge == NULL)
+	{
+		HASHCTL ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(PendingKey);
+		ctl.entrysize = sizeof(AlertKnowledge);
+		ctl.hcxt = TopMemoryContext;
+		alert_knowledge = hash_create("tokenledger budget alerts known", 64, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	k = hash_search(alert_knowledge, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		k->alerted = -1;
+		k->checked_in = InvalidTransactionId;
+	}
+	return k;
+}
+
+/*
+ * The lowest threshold above what is known to be alerted that spend "total"
+ * has reached or comes within a tenth of the budget of; -1 when none.
+ */
+static int64
+threshold_near(const CachedBudget *b, int64 alerted, int128 total)
+{
+	int128 margin = b->amount.nanos / 10;
+
+	for (int i = 0; i < b->nthresholds; i++)
+		if (b->thresholds[i] > alerted && total + margin >= b->thresholds[i])
+			return b->thresholds[i];
+	return -1;
+}
+
+static const CachedBudget *
+budget_by_id(int64 id)
+{
+	int                 n;
+	const CachedBudget *budgets = catalog_budgets(&n);
+
+	for (int i = 0; i < n; i++)
+		if (budgets[i].id == id)
+			return &budgets[i];
+	return NULL;
+}
+
+/*
+ * A period's spend is near a threshold not known to be alerted: learn which
+ * are alerted, and if one still is not, queue the commit-time check once per
+ * transaction.
+ */
+static void
+maybe_queue_check(const CachedBudget *b, const PendingKey *key, int128 total)
+{
+	static SPIPlanPtr alerted_plan = NULL;
+	static SPIPlanPtr queue_plan = NULL;
+	AlertKnowledge   *k = knowledge_for(key);
+	Datum             args[2];
+	bool              isnull;
+
+	if (threshold_near(b, k->alerted, total) < 0 || k->checked_in == GetCurrentTransactionId())
+		return;
+
+	if (alerted_plan == NULL)
+	{
+		Oid argtypes[2] = {INT8OID, TIMESTAMPTZOID};
+
+		alerted_plan = SPI_prepare_cursor(
+			"SELECT max((tokenledger.amount(b.amount) * a.threshold * 1000000000)::bigint)"
+			" FROM tokenledger.budget_alerts a JOIN tokenledger.budgets b ON b.id = a.budget_id"
+			" WHERE a.budget_id = $1 AND a.period_start = $2",
+			2, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		queue_plan = SPI_prepare_cursor("INSERT INTO tokenledger.budget_checks VALUES ($1, $2)", 2,
+										argtypes, CURSOR_OPT_GENERIC_PLAN);
+		if (alerted_plan == NULL || queue_plan == NULL)
+			elog(ERROR, "could not prepare the budget alert statements");
+		SPI_keepplan(alerted_plan);
+		SPI_keepplan(queue_plan);
+	}
+	args[0] = Int64GetDatum(key->budget_id);
+	args[1] = TimestampTzGetDatum(key->period_start);
+	if (SPI_execute_plan(alerted_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read budget alerts");
+	if (SPI_processed == 1)
+	{
+		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			k->alerted = Max(k->alerted, DatumGetInt64(d));
+	}
+	if (threshold_near(b, k->alerted, total) < 0)
+		return;
+	if (SPI_execute_plan(queue_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not queue a budget alert check");
+	k->checked_in = GetCurrentTransactionId();
+}
+
+/*
+ * A period's spend as this transaction now sees it (committed, and its own
+ * counting so far): the sum of the period's slots, read through the primary
+ * key's index with the latest snapshot.
+ */
+static int128
+period_spend(const PendingKey *key)
+{
+	Oid         nsp = get_namespace_oid("tokenledger", false);
+	Relation    rel = table_open(get_relname_relid("budget_spend", nsp), AccessShareLock);
+	Oid         index = get_relname_relid("budget_spend_pkey", nsp);
+	Snapshot    snapshot = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple   tuple;
+	int128      total = 0;
+	int         attno = SPI_fnumber(RelationGetDescr(rel), "spent");
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(key->budget_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TIMESTAMP_EQ,
+				TimestampTzGetDatum(key->period_start));
+	scan = systable_beginscan(rel, index, true, snapshot, 2, keys);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		bool  isnull;
+		Datum d = heap_getattr(tuple, attno, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			total += DatumGetCostP(d)->nanos;
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	return total;
+}
+
 static void
 flush_spend(void)
 {
@@ -307,28 +469,14 @@ flush_spend(void)
 	{
 		Oid argtypes[4] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, get_array_type(cost_typid), INT2OID};
 
-		plan = SPI_prepare(
-			"WITH d AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-			"pg_catalog.unnest($3))"
-			"                 AS d(budget_id, period_start, delta)),"
-			" up AS (INSERT INTO tokenledger.budget_spend AS s (budget_id, period_start, slot, "
-			"spent)"
-			"        SELECT budget_id, period_start, $4, delta FROM d"
-			"        ON CONFLICT (budget_id, period_start, slot)"
-			"        DO UPDATE SET spent = s.spent OPERATOR(tokenledger.+) excluded.spent)"
-			" INSERT INTO tokenledger.budget_checks (budget_id, period_start)"
-			" SELECT d.budget_id, d.period_start FROM d JOIN tokenledger.budgets b ON b.id = "
-			"d.budget_id"
-			" CROSS JOIN LATERAL (SELECT tokenledger.amount(tokenledger.budget_spent(d.budget_id, "
-			"d.period_start))"
-			"                            + tokenledger.amount(d.delta) AS spent) t"
-			" WHERE EXISTS (SELECT 1 FROM pg_catalog.unnest(b.warn_at) w"
-			"               WHERE t.spent >= (w - 0.2) * tokenledger.amount(b.amount)"
-			"                 AND NOT EXISTS (SELECT 1 FROM tokenledger.budget_alerts a"
-			"                                 WHERE a.budget_id = d.budget_id"
-			"                                   AND a.period_start = d.period_start AND "
-			"a.threshold = w))",
-			4, argtypes);
+		plan = SPI_prepare_cursor(
+			"INSERT INTO tokenledger.budget_spend AS s (budget_id, period_start, slot, spent)"
+			" SELECT budget_id, period_start, $4, delta"
+			" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))"
+			"      AS d(budget_id, period_start, delta)"
+			" ON CONFLICT (budget_id, period_start, slot)"
+			" DO UPDATE SET spent = s.spent OPERATOR(tokenledger.+) excluded.spent",
+			4, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the budget accounting statement");
 		SPI_keepplan(plan);
@@ -339,9 +487,19 @@ flush_spend(void)
 		construct_array(starts, (int) n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[2] = PointerGetDatum(
 		construct_array(costs, (int) n, cost_typid, sizeof(CostValue), false, TYPALIGN_DOUBLE));
-	args[3] = Int16GetDatum((int16) (MyProcPid % BUDGET_SLOTS));
-	if (SPI_execute_plan(plan, args, NULL, false, 0) < 0)
+	args[3] = Int16GetDatum((int16) (MyBackendId % BUDGET_SLOTS));
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not count spend against budgets");
+
+	/* queue alert checks where a threshold is near */
+	hash_seq_init(&seq, pending);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+	{
+		const CachedBudget *b = budget_by_id(entry->key.budget_id);
+
+		if (b != NULL)
+			maybe_queue_check(b, &entry->key, period_spend(&entry->key));
+	}
 }
 
 static void
@@ -364,7 +522,8 @@ flush_settles(void)
 	{
 		Oid argtypes[2] = {get_array_type(UUIDOID), INT8ARRAYOID};
 
-		plan = SPI_prepare("SELECT tokenledger.budget_settle($1, $2)", 2, argtypes);
+		plan = SPI_prepare_cursor("SELECT tokenledger.budget_settle($1, $2)", 2, argtypes,
+								  CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the settlement statement");
 		SPI_keepplan(plan);

@@ -20,6 +20,7 @@
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -330,7 +331,9 @@ load_budgets(void)
 										 "principal", "api_key", "app"};
 	uint64                   n;
 
-	if (SPI_execute("SELECT id, scope, scope_value, period, time_zone, amount"
+	if (SPI_execute("SELECT id, scope, scope_value, period, time_zone, amount,"
+					" ARRAY(SELECT DISTINCT (tokenledger.amount(amount) * w * 1000000000)::bigint"
+					"       FROM unnest(warn_at) w ORDER BY 1)"
 					" FROM tokenledger.budgets WHERE active ORDER BY id",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read tokenledger.budgets");
@@ -361,6 +364,18 @@ load_budgets(void)
 			CStringGetTextDatum(TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull)));
 		MemoryContextSwitchTo(old);
 		b->amount = *DatumGetCostP(SPI_getbinval(tup, desc, 6, &isnull));
+		{
+			ArrayType *arr = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 7, &isnull));
+			Datum     *elems;
+			int        nelems;
+
+			deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, NULL,
+							  &nelems);
+			b->nthresholds = nelems;
+			b->thresholds = MemoryContextAlloc(catalog_cxt, sizeof(int64) * Max(nelems, 1));
+			for (int t = 0; t < nelems; t++)
+				b->thresholds[t] = DatumGetInt64(elems[t]);
+		}
 	}
 }
 
@@ -594,9 +609,9 @@ catalog_register_initiative(const char *name)
 	{
 		Oid argtypes[1] = {TEXTOID};
 
-		plan = SPI_prepare("INSERT INTO tokenledger.initiatives (name) VALUES ($1)"
-						   " ON CONFLICT (name) DO NOTHING",
-						   1, argtypes);
+		plan = SPI_prepare_cursor("INSERT INTO tokenledger.initiatives (name) VALUES ($1)"
+								  " ON CONFLICT (name) DO NOTHING",
+								  1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the initiative registration");
 		SPI_keepplan(plan);

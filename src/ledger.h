@@ -51,6 +51,8 @@ typedef struct CachedBudget
 	Datum       period;      /* text: day, week, month, quarter, year */
 	Datum       time_zone;   /* text */
 	CostValue   amount;
+	int         nthresholds;
+	int64      *thresholds; /* warn_at x amount, in nanos, ascending */
 } CachedBudget;
 
 /* catalog.c */
