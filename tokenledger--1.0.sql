@@ -1272,7 +1272,8 @@ CREATE FUNCTION @extschema@.period_end(period text, at timestamptz, time_zone te
 	RETURN CASE WHEN period = 'total' THEN 'infinity'::timestamptz
 				ELSE pg_catalog.timezone(time_zone,
 						pg_catalog.timezone(time_zone, pg_catalog.date_trunc(period, at, time_zone))
-						+ pg_catalog.concat('1 ', period)::interval) END;
+						+ CASE period WHEN 'quarter' THEN interval '3 months'
+							   ELSE pg_catalog.concat('1 ', period)::interval END) END;
 COMMENT ON FUNCTION @extschema@.period_start(text, timestamptz, text) IS 'start of the calendar period (day, week, month, quarter, year, total) containing a time, in a time zone';
 COMMENT ON FUNCTION @extschema@.period_end(text, timestamptz, text) IS 'end (exclusive) of the calendar period containing a time, in a time zone';
 
