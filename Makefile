@@ -24,7 +24,7 @@ HAVE_HEADERS := $(wildcard $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
 # sudo for installing, unless run as root
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: deps lint test prove demo bench-types bench-ingest
+.PHONY: deps lint test prove demo bench-types bench-ingest bench-budget
 
 deps:
 	sh scripts/install-deps.sh
@@ -39,7 +39,7 @@ lint:
 
 ifeq ($(and $(PGXS),$(HAVE_HEADERS)),)
 # A fresh machine has no server headers yet: install them, then go on.
-all install installcheck test demo bench-types bench-ingest:
+all install installcheck test demo bench-types bench-ingest bench-budget:
 	sh scripts/install-deps.sh
 	$(MAKE) PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config $@
 else
@@ -63,6 +63,10 @@ demo: all
 bench-types: all
 	$(SUDO) $(MAKE) install
 	pg_virtualenv sh -c 'psql -X -f bench/types.sql $(if $(ROWS),-v rows=$(ROWS))'
+
+bench-budget: all
+	$(SUDO) $(MAKE) install
+	pg_virtualenv sh -c 'psql -X -f bench/budget.sql $(if $(LARGE),-v large=$(LARGE))'
 
 bench-ingest: all
 	$(SUDO) $(MAKE) install
