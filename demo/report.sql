@@ -2,6 +2,9 @@
 SET search_path = public, tokenledger;
 SET TIME ZONE 'UTC';
 \pset footer off
+-- money is summed in tokenledger.currency, converted at each row's time
+CREATE FUNCTION pg_temp.money(c cost, at timestamptz) RETURNS cost LANGUAGE sql STABLE
+	RETURN convert(c, current_setting('tokenledger.currency'), at);
 \pset null '-'
 
 \echo
@@ -10,17 +13,17 @@ SET TIME ZONE 'UTC';
 \echo '================================================================'
 SELECT to_char(count(*), 'FM999,999,999') AS calls,
 	   to_char(sum(total(tokens)) / 1e6, 'FM999,999.0') || 'M' AS tokens,
-	   '$' || to_char(amount(sum(cost)), 'FM999,999,990.00') AS spend,
+	   '$' || to_char(amount(sum(pg_temp.money(cost, occurred_at))), 'FM999,999,990.00') AS spend,
 	   to_char(100.0 * count(*) FILTER (WHERE initiative IS NULL) / count(*), 'FM990.0') || '%' AS calls_without_owner
 FROM usage WHERE entry = 'call';
 
 \echo
 \echo 'Spend by initiative, and what it bought'
 WITH spend AS (
-	SELECT coalesce(initiative, '(unattributed)') AS initiative, count(*) AS calls, sum(cost) AS spend
+	SELECT coalesce(initiative, '(unattributed)') AS initiative, count(*) AS calls, sum(pg_temp.money(cost, occurred_at)) AS spend
 	FROM usage WHERE cost IS NOT NULL GROUP BY 1
 ), outs AS (
-	SELECT initiative, sum(quantity) AS outcomes, sum(value) AS value FROM outcomes GROUP BY 1
+	SELECT initiative, sum(quantity) AS outcomes, sum(pg_temp.money(value, occurred_at)) AS value FROM outcomes GROUP BY 1
 ), total AS (SELECT sum(spend) AS t FROM spend)
 SELECT s.initiative, i.team, i.status,
 	   to_char(s.calls, 'FM999,999') AS calls,
@@ -38,10 +41,10 @@ ORDER BY s.spend DESC;
 \echo 'Shadow AI: spend no initiative owns, by key'
 SELECT coalesce(api_key, '-') AS api_key, coalesce(app, '-') AS app, principal,
 	   to_char(count(*), 'FM999,999') AS calls,
-	   '$' || to_char(amount(sum(cost)), 'FM999,990.00') AS spend,
-	   to_char(100 * (sum(cost) / (SELECT sum(cost) FROM usage WHERE cost IS NOT NULL)), 'FM990.0') || '%' AS share_of_all
+	   '$' || to_char(amount(sum(pg_temp.money(cost, occurred_at))), 'FM999,990.00') AS spend,
+	   to_char(100 * (sum(pg_temp.money(cost, occurred_at)) / (SELECT sum(pg_temp.money(cost, occurred_at)) FROM usage WHERE cost IS NOT NULL)), 'FM990.0') || '%' AS share_of_all
 FROM usage WHERE initiative IS NULL AND cost IS NOT NULL
-GROUP BY api_key, app, principal ORDER BY sum(cost) DESC;
+GROUP BY api_key, app, principal ORDER BY sum(pg_temp.money(cost, occurred_at)) DESC;
 
 \echo
 \echo 'Calls the catalog could not price (recorded, not dropped)'
@@ -53,16 +56,16 @@ FROM unpriced_usage GROUP BY 1, 2, 3 ORDER BY count(*) DESC;
 \echo 'Top models by spend'
 SELECT provider, coalesce(resolve_model(provider, model), model) AS model,
 	   to_char(count(*), 'FM999,999') AS calls,
-	   '$' || to_char(amount(sum(cost)), 'FM999,990.00') AS spend,
-	   '$' || to_char(amount(sum(cost)) / count(*), 'FM990.0000') AS per_call
+	   '$' || to_char(amount(sum(pg_temp.money(cost, occurred_at))), 'FM999,990.00') AS spend,
+	   '$' || to_char(amount(sum(pg_temp.money(cost, occurred_at))) / count(*), 'FM990.0000') AS per_call
 FROM usage WHERE cost IS NOT NULL
-GROUP BY 1, 2 ORDER BY sum(cost) DESC LIMIT 8;
+GROUP BY 1, 2 ORDER BY sum(pg_temp.money(cost, occurred_at)) DESC LIMIT 8;
 
 \echo
 \echo 'Runaway loops: one run repeating the same prompt, over 500 times in an hour'
 WITH hourly AS (
 	SELECT run_id, prompt_hash, principal, date_trunc('hour', occurred_at) AS hour,
-		   count(*) AS calls, sum(cost) AS spend
+		   count(*) AS calls, sum(pg_temp.money(cost, occurred_at)) AS spend
 	FROM usage WHERE prompt_hash IS NOT NULL AND run_id IS NOT NULL
 	GROUP BY 1, 2, 3, 4
 )
@@ -78,9 +81,9 @@ GROUP BY 1, 2, 3 ORDER BY sum(spend) DESC LIMIT 5;
 \echo 'Premium models on simple tasks: short prompts and answers on top-tier models'
 SELECT app, coalesce(resolve_model(provider, model), model) AS model,
 	   to_char(count(*), 'FM999,999') AS calls,
-	   '$' || to_char(amount(sum(cost)), 'FM999,990.00') AS spend,
-	   '$' || to_char(amount(sum(cost_of(tokens, 'anthropic', 'claude-haiku-4-5', 'standard', occurred_at))), 'FM999,990.00') AS on_haiku_4_5
+	   '$' || to_char(amount(sum(pg_temp.money(cost, occurred_at))), 'FM999,990.00') AS spend,
+	   '$' || to_char(amount(sum(pg_temp.money(cost_of(tokens, 'anthropic', 'claude-haiku-4-5', 'standard', occurred_at), occurred_at))), 'FM999,990.00') AS on_haiku_4_5
 FROM usage
 WHERE resolve_model(provider, model) IN ('claude-opus-4-1', 'claude-opus-4', 'gpt-5', 'o3')
   AND input(tokens) + cache_read(tokens) < 2000 AND output(tokens) < 100
-GROUP BY 1, 2 ORDER BY sum(cost) DESC;
+GROUP BY 1, 2 ORDER BY sum(pg_temp.money(cost, occurred_at)) DESC;

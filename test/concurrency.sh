@@ -6,7 +6,7 @@
 # Uses a database of its own; prints TAP.
 set -u
 DB=tokenledger_concurrency_test
-psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
+PGOPTIONS="-c client_min_messages=warning" psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
 trap 'psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null' EXIT
 psql -X -q -d "$DB" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 CREATE EXTENSION tokenledger;
