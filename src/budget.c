@@ -146,67 +146,43 @@ ensure_pending(void)
 						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
-static bool
-scope_matches(const CachedBudget *b, const Datum *values, const bool *nulls)
+/* the row's value of each scope's column, as C strings (NULL: none) */
+static void
+scope_values(char *out[], const Datum *values, const bool *nulls)
 {
-	int   col;
-	char *v;
+	static const int cols[] = {-1, A_TEAM, A_INITIATIVE, A_PRINCIPAL, A_API_KEY, A_APP};
 
-	switch (b->scope)
-	{
-		case SCOPE_GLOBAL:
-			return true;
-		case SCOPE_TEAM:
-			col = A_TEAM;
-			break;
-		case SCOPE_INITIATIVE:
-			col = A_INITIATIVE;
-			break;
-		case SCOPE_PRINCIPAL:
-			col = A_PRINCIPAL;
-			break;
-		case SCOPE_API_KEY:
-			col = A_API_KEY;
-			break;
-		case SCOPE_APP:
-			col = A_APP;
-			break;
-		default:
-			return false;
-	}
-	if (nulls[col] || b->scope_value == NULL)
-		return false;
-	v = TextDatumGetCString(values[col]);
-	return strcmp(v, b->scope_value) == 0;
+	for (int s = SCOPE_GLOBAL; s <= SCOPE_APP; s++)
+		out[s] = (cols[s] < 0 || nulls[cols[s]]) ? NULL : TextDatumGetCString(values[cols[s]]);
 }
 
-static void
-account_row(Relation rel, HeapTuple tuple, bool count_cost)
+static bool
+scope_matches(const CachedBudget *b, char *const row_scopes[])
 {
-	static int          attno[A_NCOLS];
-	static Oid          mapped_relid = InvalidOid;
-	static int          mapped_natts = 0;
+	if (b->scope == SCOPE_GLOBAL)
+		return true;
+	return b->scope_value != NULL && row_scopes[b->scope] != NULL &&
+		   strcmp(row_scopes[b->scope], b->scope_value) == 0;
+}
+
+static ColumnMap account_map = {InvalidOid, 0, {0}};
+
+/* count a row's cost against its budgets, and note its reservation */
+static void
+account_row(Relation rel, HeapTuple tuple)
+{
 	TupleDesc           desc = RelationGetDescr(rel);
 	Datum               values[A_NCOLS];
 	bool                nulls[A_NCOLS];
+	char               *row_scopes[SCOPE_APP + 1];
 	int                 n;
 	const CachedBudget *budgets;
+	const CostValue    *c;
 
-	if (mapped_relid != RelationGetRelid(rel) || mapped_natts != desc->natts)
-	{
-		for (int i = 0; i < A_NCOLS; i++)
-		{
-			attno[i] = SPI_fnumber(desc, account_columns[i]);
-			if (attno[i] <= 0)
-				elog(ERROR, "table \"%s\" has no column \"%s\"", RelationGetRelationName(rel),
-					 account_columns[i]);
-		}
-		cost_typid = TupleDescAttr(desc, attno[A_COST] - 1)->atttypid;
-		mapped_relid = RelationGetRelid(rel);
-		mapped_natts = desc->natts;
-	}
+	map_columns(&account_map, rel, account_columns, A_NCOLS);
+	cost_typid = TupleDescAttr(desc, account_map.attno[A_COST])->atttypid;
 	for (int i = 0; i < A_NCOLS; i++)
-		values[i] = heap_getattr(tuple, attno[i], desc, &nulls[i]);
+		values[i] = heap_getattr(tuple, account_map.attno[i] + 1, desc, &nulls[i]);
 
 	ensure_pending();
 	if (!nulls[A_RESERVATION_ID])
@@ -223,19 +199,21 @@ account_row(Relation rel, HeapTuple tuple, bool count_cost)
 		nsettles++;
 	}
 
-	if (!count_cost || nulls[A_COST])
+	if (nulls[A_COST])
 		return;
+	c = DatumGetCostP(values[A_COST]);
 	budgets = catalog_budgets(&n);
+	if (n > 0)
+		scope_values(row_scopes, values, nulls);
 	for (int i = 0; i < n; i++)
 	{
 		const CachedBudget *b = &budgets[i];
-		const CostValue    *c = DatumGetCostP(values[A_COST]);
 		PendingKey          key;
 		PendingSpend       *entry;
 		bool                found;
 
 		if (memcmp(b->amount.currency, c->currency, CURRENCY_LEN) != 0 ||
-			!scope_matches(b, values, nulls))
+			!scope_matches(b, row_scopes))
 			continue;
 		memset(&key, 0, sizeof(key));
 		key.budget_id = b->id;
@@ -266,20 +244,20 @@ budget_account(PG_FUNCTION_ARGS)
 		elog(ERROR, "budget_account: must be fired after, for each row");
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		account_row(trigdata->tg_relation, trigdata->tg_trigtuple, true);
+		account_row(trigdata->tg_relation, trigdata->tg_trigtuple);
 	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		/* the one update the ledger allows: a missing cost filled in */
-		bool old_null;
-		bool new_null;
-		int  attno = SPI_fnumber(RelationGetDescr(trigdata->tg_relation), "cost");
+		Relation  rel = trigdata->tg_relation;
+		TupleDesc desc = RelationGetDescr(rel);
+		bool      old_null;
+		bool      new_null;
 
-		(void) heap_getattr(trigdata->tg_trigtuple, attno, RelationGetDescr(trigdata->tg_relation),
-							&old_null);
-		(void) heap_getattr(trigdata->tg_newtuple, attno, RelationGetDescr(trigdata->tg_relation),
-							&new_null);
+		map_columns(&account_map, rel, account_columns, A_NCOLS);
+		(void) heap_getattr(trigdata->tg_trigtuple, account_map.attno[A_COST] + 1, desc, &old_null);
+		(void) heap_getattr(trigdata->tg_newtuple, account_map.attno[A_COST] + 1, desc, &new_null);
 		if (old_null && !new_null)
-			account_row(trigdata->tg_relation, trigdata->tg_newtuple, true);
+			account_row(rel, trigdata->tg_newtuple);
 	}
 	return PointerGetDatum(NULL);
 }
@@ -403,44 +381,65 @@ maybe_queue_check(const CachedBudget *b, const PendingKey *key, int128 total)
 }
 
 /*
- * A period's spend as this transaction now sees it (committed, and its own
- * counting so far): the sum of the period's slots, read through the primary
- * key's index with the latest snapshot.
+ * budget_spend opened for reading the periods' slots through its primary key
+ * with the latest snapshot: what this transaction now sees (committed spend,
+ * and its own counting so far).
  */
-static int128
-period_spend(const PendingKey *key)
+typedef struct SpendReader
 {
-	Oid         nsp = get_namespace_oid("tokenledger", false);
-	Relation    rel = table_open(get_relname_relid("budget_spend", nsp), AccessShareLock);
-	Oid         index = get_relname_relid("budget_spend_pkey", nsp);
-	Snapshot    snapshot = RegisterSnapshot(GetLatestSnapshot());
+	Relation rel;
+	Oid      index;
+	int      attno; /* of spent */
+	Snapshot snapshot;
+} SpendReader;
+
+static void
+spend_reader_open(SpendReader *r)
+{
+	Oid nsp = get_namespace_oid("tokenledger", false);
+
+	r->rel = table_open(get_relname_relid("budget_spend", nsp), AccessShareLock);
+	r->index = get_relname_relid("budget_spend_pkey", nsp);
+	r->attno = SPI_fnumber(RelationGetDescr(r->rel), "spent");
+	r->snapshot = RegisterSnapshot(GetLatestSnapshot());
+}
+
+static void
+spend_reader_close(SpendReader *r)
+{
+	UnregisterSnapshot(r->snapshot);
+	table_close(r->rel, AccessShareLock);
+}
+
+/* a period's spend: the sum of its slots */
+static int128
+period_spend(const SpendReader *r, const PendingKey *key)
+{
 	ScanKeyData keys[2];
 	SysScanDesc scan;
 	HeapTuple   tuple;
 	int128      total = 0;
-	int         attno = SPI_fnumber(RelationGetDescr(rel), "spent");
 
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(key->budget_id));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TIMESTAMP_EQ,
 				TimestampTzGetDatum(key->period_start));
-	scan = systable_beginscan(rel, index, true, snapshot, 2, keys);
+	scan = systable_beginscan(r->rel, r->index, true, r->snapshot, 2, keys);
 	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
 	{
 		bool  isnull;
-		Datum d = heap_getattr(tuple, attno, RelationGetDescr(rel), &isnull);
+		Datum d = heap_getattr(tuple, r->attno, RelationGetDescr(r->rel), &isnull);
 
 		if (!isnull)
 			total += DatumGetCostP(d)->nanos;
 	}
 	systable_endscan(scan);
-	UnregisterSnapshot(snapshot);
-	table_close(rel, AccessShareLock);
 	return total;
 }
 
 static void
 flush_spend(void)
 {
+	SpendReader       reader;
 	static SPIPlanPtr plan = NULL;
 	long              n = hash_get_num_entries(pending);
 	Datum            *ids = palloc(n * sizeof(Datum));
@@ -492,14 +491,16 @@ flush_spend(void)
 		elog(ERROR, "could not count spend against budgets");
 
 	/* queue alert checks where a threshold is near */
+	spend_reader_open(&reader);
 	hash_seq_init(&seq, pending);
 	while ((entry = hash_seq_search(&seq)) != NULL)
 	{
 		const CachedBudget *b = budget_by_id(entry->key.budget_id);
 
 		if (b != NULL)
-			maybe_queue_check(b, &entry->key, period_spend(&entry->key));
+			maybe_queue_check(b, &entry->key, period_spend(&reader, &entry->key));
 	}
+	spend_reader_close(&reader);
 }
 
 static void

@@ -55,6 +55,18 @@ typedef struct CachedBudget
 	int64      *thresholds; /* warn_at x amount, in nanos, ascending */
 } CachedBudget;
 
+/*
+ * Column numbers (0-based) of a trigger's table, by name: see map_columns
+ * (ledger_trigger.c).
+ */
+#define COLUMN_MAP_MAX 24
+typedef struct ColumnMap
+{
+	Oid relid;
+	int natts;
+	int attno[COLUMN_MAP_MAX];
+} ColumnMap;
+
 /* catalog.c */
 extern void        catalog_init(void);
 extern const char *catalog_resolve_model(const char *provider, const char *model);
@@ -64,6 +76,9 @@ extern const CachedRule       *catalog_rules(int *n);
 extern const CachedInitiative *catalog_initiative(const char *name);
 extern void                    catalog_register_initiative(const char *name);
 extern const CachedBudget     *catalog_budgets(int *n);
+
+/* ledger_trigger.c */
+extern void map_columns(ColumnMap *map, struct RelationData *rel, const char *const *names, int n);
 
 /* jsonb_usage.c */
 extern void usage_jsonb_to_tokens(Jsonb *jb, Tokens *t);

@@ -76,18 +76,12 @@ static const char *const outcome_columns[O_NCOLS] = {"initiative", "quantity", "
  * Column numbers (0-based) by name, cached per relation and rebuilt when the
  * row type differs (partitions may differ from their parent).
  */
-typedef struct ColumnMap
-{
-	Oid relid;
-	int natts;
-	int attno[U_NCOLS];
-} ColumnMap;
-
-static void
+void
 map_columns(ColumnMap *map, Relation rel, const char *const *names, int n)
 {
 	TupleDesc desc = RelationGetDescr(rel);
 
+	Assert(n <= COLUMN_MAP_MAX);
 	if (map->relid == RelationGetRelid(rel) && map->natts == desc->natts)
 		return;
 	for (int i = 0; i < n; i++)
@@ -155,22 +149,29 @@ check_api_key(const char *key)
 	}
 }
 
+/* the row's values of the columns rules match on, as C strings (NULL: none) */
+typedef struct RuleSubject
+{
+	char *fields[4]; /* api_key, app, principal, model */
+} RuleSubject;
+
+static void
+rule_subject(RuleSubject *s, Datum *values, bool *nulls)
+{
+	s->fields[0] = text_or_null(values, nulls, U_API_KEY);
+	s->fields[1] = text_or_null(values, nulls, U_APP);
+	s->fields[2] = text_or_null(values, nulls, U_PRINCIPAL);
+	s->fields[3] = text_or_null(values, nulls, U_MODEL);
+}
+
 static bool
-rule_matches(const CachedRule *r, Datum *values, bool *nulls)
+rule_matches(const CachedRule *r, const RuleSubject *s, Datum *values, bool *nulls)
 {
 	const char *fields[4] = {r->api_key, r->app, r->principal, r->model};
-	int         cols[4] = {U_API_KEY, U_APP, U_PRINCIPAL, U_MODEL};
 
 	for (int i = 0; i < 4; i++)
-	{
-		char *v;
-
-		if (fields[i] == NULL)
-			continue;
-		v = text_or_null(values, nulls, cols[i]);
-		if (v == NULL || strcmp(v, fields[i]) != 0)
+		if (fields[i] != NULL && (s->fields[i] == NULL || strcmp(s->fields[i], fields[i]) != 0))
 			return false;
-	}
 	if (r->tags != NULL)
 	{
 		if (nulls[U_TAGS])
@@ -293,10 +294,12 @@ usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 		{
 			int               n;
 			const CachedRule *rules = catalog_rules(&n);
+			RuleSubject       subject;
 
+			rule_subject(&subject, values, nulls);
 			for (int i = 0; i < n; i++)
 			{
-				if (!rule_matches(&rules[i], values, nulls))
+				if (!rule_matches(&rules[i], &subject, values, nulls))
 					continue;
 				if (rules[i].initiative)
 					set_text(values, nulls, repl, U_INITIATIVE, pstrdup(rules[i].initiative));

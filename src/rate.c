@@ -42,18 +42,10 @@ price_field_index(const char *name, int len)
 	{
 		const PriceField *f = &price_fields[i];
 
-		if ((strlen(f->name) == (size_t) len && pg_strncasecmp(name, f->name, len) == 0) ||
-			(f->longname && strlen(f->longname) == (size_t) len &&
-			 pg_strncasecmp(name, f->longname, len) == 0))
+		if (field_name_is(name, len, f->name, f->longname))
 			return i;
 	}
 	return -1;
-}
-
-static inline bool
-is_separator(char c)
-{
-	return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
 #define RATE_SYNTAX_ERROR(escontext, str, ...)                                  \
@@ -85,7 +77,7 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 		bool        oor = false;
 		int         n;
 
-		while (is_separator(*p))
+		while (is_field_separator(*p))
 			p++;
 		if (*p == '\0')
 			break;
@@ -110,7 +102,7 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 					name);
 			if (pg_strncasecmp(q, "/1M", 3) == 0)
 				q += 3;
-			while (is_separator(*q))
+			while (is_field_separator(*q))
 				q++;
 			if (*q != '\0')
 				RATE_SYNTAX_ERROR(escontext, str, "Unexpected \"%s\" after the currency.", q);
@@ -138,7 +130,7 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 		{
 			const char *end = p + 1;
 
-			while (*end && !is_separator(*end))
+			while (*end && !is_field_separator(*end))
 				end++;
 			RATE_SYNTAX_ERROR(escontext, str, "Price \"%.*s\" of \"%s\" is negative.",
 							  (int) (end - num), num, price_fields[idx].name);
@@ -147,11 +139,11 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 			p++;
 		n = parse_decimal_nanos(p, &nanos, &oor);
 		p += n;
-		if (n == 0 || (*p != '\0' && !is_separator(*p)))
+		if (n == 0 || (*p != '\0' && !is_field_separator(*p)))
 		{
 			const char *end = p;
 
-			while (*end && !is_separator(*end))
+			while (*end && !is_field_separator(*end))
 				end++;
 			RATE_SYNTAX_ERROR(escontext, str, "Price \"%.*s\" of \"%s\" is not a number.",
 							  (int) (end - num), num, price_fields[idx].name);

@@ -109,6 +109,22 @@ typedef struct Rate
 #define PG_GETARG_RATE_P(n) DatumGetRateP(PG_GETARG_DATUM(n))
 #define PG_RETURN_RATE_P(x) return RatePGetDatum(x)
 
+/* text forms of tokens and rate: fields separated by spaces and/or commas */
+static inline bool
+is_field_separator(char c)
+{
+	return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* does name[0..len) spell a field, by its short or long name, in any case? */
+static inline bool
+field_name_is(const char *name, int len, const char *short_name, const char *long_name)
+{
+	return (strlen(short_name) == (size_t) len && pg_strncasecmp(name, short_name, len) == 0) ||
+		   (long_name && strlen(long_name) == (size_t) len &&
+			pg_strncasecmp(name, long_name, len) == 0);
+}
+
 /* tokenledger.c: the setting and currency codes */
 extern char       *tokenledger_currency;
 extern bool        currency_is_valid(const char *code);

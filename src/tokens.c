@@ -48,18 +48,10 @@ token_field_index(const char *name, int len)
 	{
 		const TokenField *f = &token_fields[i];
 
-		if ((strlen(f->name) == (size_t) len && pg_strncasecmp(name, f->name, len) == 0) ||
-			(f->longname && strlen(f->longname) == (size_t) len &&
-			 pg_strncasecmp(name, f->longname, len) == 0))
+		if (field_name_is(name, len, f->name, f->longname))
 			return i;
 	}
 	return -1;
-}
-
-static inline bool
-is_separator(char c)
-{
-	return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
 static inline bool
@@ -95,7 +87,7 @@ tokens_parse(const char *str, Tokens *result, Node *escontext)
 		uint64      val = 0;
 		bool        oor = false;
 
-		while (is_separator(*p))
+		while (is_field_separator(*p))
 			p++;
 		if (*p == '\0')
 			break;
@@ -136,7 +128,7 @@ tokens_parse(const char *str, Tokens *result, Node *escontext)
 		{
 			const char *end = p + 1;
 
-			while (*end && !is_separator(*end))
+			while (*end && !is_field_separator(*end))
 				end++;
 			TOKENS_SYNTAX_ERROR(escontext, str, "Count \"%.*s\" of field \"%s\" is negative.",
 								(int) (end - num), num, token_fields[idx].name);
@@ -153,11 +145,11 @@ tokens_parse(const char *str, Tokens *result, Node *escontext)
 				val = val * 10 + (uint64) (*p - '0');
 			p++;
 		}
-		if (*p != '\0' && !is_separator(*p))
+		if (*p != '\0' && !is_field_separator(*p))
 		{
 			const char *end = p;
 
-			while (*end && !is_separator(*end))
+			while (*end && !is_field_separator(*end))
 				end++;
 			TOKENS_SYNTAX_ERROR(escontext, str,
 								"Count \"%.*s\" of field \"%s\" is not a whole number.",
