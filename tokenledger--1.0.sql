@@ -729,8 +729,9 @@ DECLARE
 	old record;
 	new_id bigint;
 BEGIN
-	IF record_usage.request_id IS NOT NULL THEN
-		FOR attempt IN 1 .. 2 LOOP
+	-- the second round is for a call recorded concurrently under the same key
+	FOR attempt IN 1 .. 2 LOOP
+		IF record_usage.request_id IS NOT NULL THEN
 			SELECT u.id, u.provider, u.model, u.service_tier, u.tokens, u.cost, u.price_id INTO old
 			FROM usage u WHERE u.request_id = record_usage.request_id;
 			IF FOUND THEN
@@ -743,36 +744,25 @@ BEGIN
 				END IF;
 				RETURN old.id;
 			END IF;
-			EXIT WHEN attempt = 2;
-			BEGIN
-				INSERT INTO usage (occurred_at, request_id, provider, model, service_tier, tokens,
-								   requests, cost, team, initiative, principal, api_key, app,
-								   environment, run_id, prompt_hash, tags, reservation_id)
-				VALUES (coalesce(record_usage.occurred_at, now()), record_usage.request_id,
-						record_usage.provider, record_usage.model, tier, t, n, record_usage.cost,
-						record_usage.team, record_usage.initiative, record_usage.principal,
-						record_usage.api_key, record_usage.app, record_usage.environment,
-						record_usage.run_id, record_usage.prompt_hash,
-						coalesce(record_usage.tags, '{}'), record_usage.reservation_id)
-				RETURNING id INTO new_id;
-				RETURN new_id;
-			EXCEPTION WHEN unique_violation THEN
-				-- recorded concurrently: compare with that row
-				NULL;
-			END;
-		END LOOP;
-	END IF;
-	INSERT INTO usage (occurred_at, request_id, provider, model, service_tier, tokens,
-					   requests, cost, team, initiative, principal, api_key, app,
-					   environment, run_id, prompt_hash, tags, reservation_id)
-	VALUES (coalesce(record_usage.occurred_at, now()), record_usage.request_id,
-			record_usage.provider, record_usage.model, tier, t, n, record_usage.cost,
-			record_usage.team, record_usage.initiative, record_usage.principal,
-			record_usage.api_key, record_usage.app, record_usage.environment,
-			record_usage.run_id, record_usage.prompt_hash,
-			coalesce(record_usage.tags, '{}'), record_usage.reservation_id)
-	RETURNING id INTO new_id;
-	RETURN new_id;
+		END IF;
+		BEGIN
+			INSERT INTO usage (occurred_at, request_id, provider, model, service_tier, tokens,
+							   requests, cost, team, initiative, principal, api_key, app,
+							   environment, run_id, prompt_hash, tags, reservation_id)
+			VALUES (coalesce(record_usage.occurred_at, now()), record_usage.request_id,
+					record_usage.provider, record_usage.model, tier, t, n, record_usage.cost,
+					record_usage.team, record_usage.initiative, record_usage.principal,
+					record_usage.api_key, record_usage.app, record_usage.environment,
+					record_usage.run_id, record_usage.prompt_hash,
+					coalesce(record_usage.tags, '{}'), record_usage.reservation_id)
+			RETURNING id INTO new_id;
+			RETURN new_id;
+		EXCEPTION WHEN unique_violation THEN
+			IF record_usage.request_id IS NULL OR attempt = 2 THEN
+				RAISE;
+			END IF;
+		END;
+	END LOOP;
 END $$;
 COMMENT ON FUNCTION @extschema@.record_usage(text, text, jsonb, text, timestamptz, text, bigint, @extschema@.cost, text, text, text, text, text, text, text, text, jsonb, uuid) IS
 	'record a call from a provider usage object; idempotent on request_id (returns the existing id; a different replay is refused with 23505)';
@@ -787,8 +777,9 @@ DECLARE
 	old record;
 	new_id bigint;
 BEGIN
-	IF record_outcome.external_ref IS NOT NULL THEN
-		FOR attempt IN 1 .. 2 LOOP
+	-- the second round is for an outcome recorded concurrently under the same key
+	FOR attempt IN 1 .. 2 LOOP
+		IF record_outcome.external_ref IS NOT NULL THEN
 			SELECT o.id, o.initiative, o.metric, o.quantity, o.value INTO old
 			FROM outcomes o WHERE o.external_ref = record_outcome.external_ref;
 			IF FOUND THEN
@@ -801,27 +792,21 @@ BEGIN
 				END IF;
 				RETURN old.id;
 			END IF;
-			EXIT WHEN attempt = 2;
-			BEGIN
-				INSERT INTO outcomes (occurred_at, initiative, metric, quantity, value, run_id, external_ref, attributes)
-				VALUES (coalesce(record_outcome.occurred_at, now()), record_outcome.initiative,
-						record_outcome.metric, record_outcome.quantity, record_outcome.value,
-						record_outcome.run_id, record_outcome.external_ref,
-						coalesce(record_outcome.attributes, '{}'))
-				RETURNING id INTO new_id;
-				RETURN new_id;
-			EXCEPTION WHEN unique_violation THEN
-				NULL;
-			END;
-		END LOOP;
-	END IF;
-	INSERT INTO outcomes (occurred_at, initiative, metric, quantity, value, run_id, external_ref, attributes)
-	VALUES (coalesce(record_outcome.occurred_at, now()), record_outcome.initiative,
-			record_outcome.metric, record_outcome.quantity, record_outcome.value,
-			record_outcome.run_id, record_outcome.external_ref,
-			coalesce(record_outcome.attributes, '{}'))
-	RETURNING id INTO new_id;
-	RETURN new_id;
+		END IF;
+		BEGIN
+			INSERT INTO outcomes (occurred_at, initiative, metric, quantity, value, run_id, external_ref, attributes)
+			VALUES (coalesce(record_outcome.occurred_at, now()), record_outcome.initiative,
+					record_outcome.metric, record_outcome.quantity, record_outcome.value,
+					record_outcome.run_id, record_outcome.external_ref,
+					coalesce(record_outcome.attributes, '{}'))
+			RETURNING id INTO new_id;
+			RETURN new_id;
+		EXCEPTION WHEN unique_violation THEN
+			IF record_outcome.external_ref IS NULL OR attempt = 2 THEN
+				RAISE;
+			END IF;
+		END;
+	END LOOP;
 END $$;
 COMMENT ON FUNCTION @extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb) IS
 	'record a business outcome; idempotent on external_ref (returns the existing id; a different replay is refused with 23505)';
