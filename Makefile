@@ -2,6 +2,9 @@
 
 EXTENSION = tokenledger
 
+# plain "make" builds the module, as PGXS expects
+.DEFAULT_GOAL := all
+
 MODULE_big = $(EXTENSION)
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 DATA = $(wildcard $(EXTENSION)--*.sql)
@@ -48,7 +51,7 @@ include $(PGXS)
 # pg_regress and pgTAP in a throwaway cluster (pg_virtualenv)
 test: all
 	$(SUDO) $(MAKE) install
-	pg_virtualenv -o 'max_worker_processes=16' sh -c '$(MAKE) installcheck && $(MAKE) prove'
+	pg_virtualenv -o 'max_worker_processes=16' -o 'max_prepared_transactions=10' sh -c '$(MAKE) installcheck && $(MAKE) prove'
 
 prove:
 	pg_prove --failures test/*.sql

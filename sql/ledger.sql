@@ -30,6 +30,7 @@ INSERT INTO prices (provider, model, service_tier, effective_from, rate, min_inp
 	('acme', 'm1', 'standard', '2025-01-01', 'in=2 out=8 cache_read=0.5 cache_write=2.5 cache_write_1h=4 USD/1M', 0, 'test v1'),
 	('acme', 'm1', 'standard', '2025-06-01', 'in=1 out=4 cache_read=0.25 cache_write=1.25 cache_write_1h=2 USD/1M', 0, 'test v2'),
 	('acme', 'm1', 'standard', '2025-01-01', 'in=4 out=16 USD/1M', 100000, 'test long context'),
+	('acme', 'm1', 'standard', '2025-06-01', 'in=4 out=16 USD/1M', 100000, 'test long context v2'),
 	('acme', 'm1', 'batch', '2025-01-01', 'in=1 out=4 USD/1M', 0, 'test batch'),
 	('acme', 'm2', 'standard', '2025-01-01', 'in=0.1 out=0.4 EUR/1M', 0, 'test euro');
 INSERT INTO model_aliases (provider, alias, model) VALUES ('acme', 'm1-latest', 'm1');
@@ -54,6 +55,18 @@ FROM (VALUES
 	('unknown model', 'in=1000000 out=0', 'nope', 'standard', '2025-07-01'),
 	('euro catalog row', 'in=1000000 out=1000000', 'm2', 'standard', '2025-07-01'),
 	('one token, rounded', 'in=1 out=0', 'm2', 'standard', '2025-07-01')) v(label, t, m, tier, at);
+-- a new base row starts a new price list: the long-context row of the old
+-- list retires with it, unless the new list has one of its own
+INSERT INTO prices (provider, model, service_tier, effective_from, rate, min_input_tokens, source) VALUES
+	('acme', 'lc', 'standard', '2025-01-01', 'in=1 out=1 USD/1M', 0, 'lc base v1'),
+	('acme', 'lc', 'standard', '2025-01-01', 'in=2 out=2 USD/1M', 1000, 'lc long v1'),
+	('acme', 'lc', 'standard', '2025-06-01', 'in=3 out=3 USD/1M', 0, 'lc base v2'),
+	('acme', 'lc', 'standard', '2025-09-01', 'in=5 out=5 USD/1M', 1000, 'lc long v2, added later');
+SELECT at::date, p.source AS small_prompt, q.source AS large_prompt
+FROM unnest(ARRAY['2025-03-01', '2025-07-01', '2025-10-01']::timestamptz[]) at
+JOIN prices p ON p.id = price_of('in=10 out=0', 'acme', 'lc', 'standard', at)
+JOIN prices q ON q.id = price_of('in=5000 out=0', 'acme', 'lc', 'standard', at)
+ORDER BY 1;
 SELECT resolve_model('openai', 'gpt-4o-2024-08-06'), resolve_model('anthropic', 'claude-3-5-sonnet-latest'),
        resolve_model('anthropic', 'claude-sonnet-4-5@20250929'), resolve_model('openai', 'gpt-99');
 -- shipped prices of real models, to the nano

@@ -1,49 +1,80 @@
 /*
  * budget.c
- *		Accounting of the ledger's spend against budgets.
+ *		Accounting of the ledger's spend against budgets, settlement of
+ *		reservations, and budget alerts.
  *
- * budget_account (AFTER INSERT OR UPDATE, per row) adds each priced row's cost
- * to a backend-local sum per (budget, period) for every active budget the row
- * falls under; a cost that reprice() fills in counts then too.  Rows that
+ * Accounting.  budget_account (AFTER INSERT OR UPDATE of usage, per row,
+ * cloned to partitions) adds each priced row's cost to a backend-local sum
+ * per (budget, period, currency, subtransaction) for every active budget the
+ * row falls under; a cost that reprice() fills in counts then too.  Spend
+ * in another currency than the budget's is converted through fx_rates at
+ * the row's occurred_at (as the views convert it); spend that no rate
+ * converts is counted apart, in its own currency, never dropped.  Rows that
  * carry a reservation_id are noted for settlement.
  *
- * budget_account_flush (AFTER INSERT OR UPDATE, per statement) adds the sums
- * to budget_spend in one statement: into this backend's slot of each period
- * (slots, one per backend while there are no more than 64, keep concurrent
- * recorders off each other's rows; their sum is the
- * period's spend).  In the same statement it queues a commit-time alert check
- * (budget_checks) for every period whose spend, as this transaction sees it,
- * has reached or comes within a fifth of the budget of a threshold not yet
- * alerted.  The check runs at commit under the budget's lock, so the last of
- * several concurrent recorders sees them all.
+ * The sums are written when the statement ends (budget_account_flush, a
+ * statement trigger, for the sums of the current subtransaction) and, for
+ * whatever is left (rows inserted into a table with no statement trigger,
+ * such as a partition), before the transaction commits or is prepared.  A
+ * subtransaction that aborts takes its own sums with it, and only those; a
+ * subtransaction that commits hands them to its parent.
  *
- * Everything is part of the recording transaction: a rollback leaves no
- * accounting, no settlement and no alert behind.
+ * Counters.  budget_spend holds a period's spend in slots: a transaction
+ * that writes spend first claims a slot, with a lock of its own that lasts
+ * until it ends (and that a prepared transaction keeps), and then updates
+ * its slot's rows through the heap and the primary key, with no SQL and no
+ * snapshot: no other transaction writes that slot meanwhile, so no
+ * recorder waits for another, and REPEATABLE READ recorders never meet a
+ * serialization failure.  A period's spend is the sum of its slots.
+ *
+ * Alerts.  Before the transaction commits, for each (budget, period) it
+ * counted spend against, in budget id order: the period's spend including
+ * what concurrent transactions have written but not committed (a dirty
+ * read) is compared with the thresholds; when one that has no alert yet is
+ * reached, the budget's lock is taken, the spend is read again as
+ * committed now plus this transaction's own, and the alert rows are added
+ * with a NOTIFY.  Reservations take the same locks in the same order.  The
+ * check runs in a subtransaction: if it fails (a deadlock with an
+ * application's own locks, say) the recording still commits, with a
+ * WARNING, and the next recording against that period raises the alert.  A
+ * transaction that is prepared for two-phase commit does not check (NOTIFY
+ * cannot be prepared, and a lock held by a prepared transaction would stall
+ * every recorder); the next recording after COMMIT PREPARED raises its
+ * alerts.
  */
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
-#include "storage/backendid.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
-#include "utils/fmgroids.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
+
+#if PG_VERSION_NUM >= 170000
+#define BACKEND_NUMBER MyProcNumber
+#else
+#include "storage/backendid.h"
+#define BACKEND_NUMBER MyBackendId
+#endif
 
 #include "tokenledger.h"
 #include "ledger.h"
@@ -51,30 +82,48 @@
 /* slots a period's counter is split into */
 #define BUDGET_SLOTS 64
 
+/*
+ * Lock tags of the extension.  Advisory lock tags whose fourth field is not
+ * 1 or 2 cannot be taken from SQL, so no role can stall recording or
+ * reservations by holding them.
+ */
+#define LOCK_KIND_SLOT   3
+#define LOCK_KIND_BUDGET 4
+
 typedef struct PendingKey
 {
-	int64       budget_id;
-	TimestampTz period_start;
+	int64            budget_id;
+	TimestampTz      period_start;
+	char             currency[CURRENCY_LEN + 1]; /* of the counter */
+	SubTransactionId subid;
 } PendingKey;
 
 typedef struct PendingSpend
 {
 	PendingKey key;
 	int128     nanos;
-	char       currency[CURRENCY_LEN + 1];
+	bool       budget_currency; /* the counter is in the budget's currency */
 } PendingSpend;
 
 typedef struct PendingSettle
 {
-	pg_uuid_t reservation;
-	int64     usage_id;
+	pg_uuid_t        reservation;
+	int64            usage_id;
+	SubTransactionId subid;
 } PendingSettle;
+
+typedef struct PeriodKey
+{
+	int64       budget_id;
+	TimestampTz period_start;
+} PeriodKey;
 
 static HTAB          *pending = NULL;
 static PendingSettle *settles = NULL;
 static int            nsettles = 0;
 static int            settles_size = 0;
-static Oid            cost_typid = InvalidOid;
+static HTAB          *touched = NULL; /* PeriodKey: periods whose alerts to check */
+static int            claimed_slot = -1;
 static bool           callbacks_registered = false;
 
 /* the usage columns accounting reads */
@@ -96,76 +145,213 @@ static const char *const account_columns[A_NCOLS] = {"id",      "occurred_at", "
 													 "team",    "initiative",  "principal",
 													 "api_key", "app",         "reservation_id"};
 
-static void
-pending_reset(void)
+/* the budget_spend columns */
+enum
 {
-	if (pending != NULL)
-	{
-		hash_destroy(pending);
-		pending = NULL;
-	}
-	nsettles = 0;
+	S_BUDGET_ID,
+	S_PERIOD_START,
+	S_SLOT,
+	S_SPENT,
+	S_CURRENCY,
+	S_NCOLS
+};
+
+static const char *const spend_columns[S_NCOLS] = {"budget_id", "period_start", "slot", "spent",
+												   "currency"};
+
+static HTAB *
+make_hash(const char *name, Size keysize, Size entrysize)
+{
+	HASHCTL ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = TopMemoryContext;
+	return hash_create(name, 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
-/* a failed statement or transaction leaves nothing pending */
+static void
+budget_state_reset(void)
+{
+	if (pending != NULL)
+		hash_destroy(pending);
+	if (touched != NULL)
+		hash_destroy(touched);
+	pending = touched = NULL;
+	nsettles = 0;
+	claimed_slot = -1;
+}
+
+static void flush_pending(bool all);
+static void check_alerts(void);
+
 static void
 budget_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
-		event == XACT_EVENT_PREPARE)
-		pending_reset();
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if ((pending != NULL && hash_get_num_entries(pending) > 0) || nsettles > 0)
+				flush_pending(true);
+			if (touched != NULL && hash_get_num_entries(touched) > 0)
+				check_alerts();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if ((pending != NULL && hash_get_num_entries(pending) > 0) || nsettles > 0)
+				flush_pending(true);
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			budget_state_reset();
+			break;
+		default:
+			break;
+	}
 }
 
+/*
+ * A subtransaction that aborts takes its sums and settlements with it; one
+ * that commits hands them to its parent.
+ */
 static void
 budget_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
 						void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		pending_reset();
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+	if (pending != NULL && hash_get_num_entries(pending) > 0)
+	{
+		HASH_SEQ_STATUS seq;
+		PendingSpend   *e;
+		List           *moved = NIL;
+		ListCell       *lc;
+
+		hash_seq_init(&seq, pending);
+		while ((e = hash_seq_search(&seq)) != NULL)
+		{
+			if (e->key.subid != mySubid)
+				continue;
+			if (event == SUBXACT_EVENT_COMMIT_SUB)
+			{
+				PendingSpend *copy = MemoryContextAlloc(TopMemoryContext, sizeof(PendingSpend));
+
+				*copy = *e;
+				moved = lappend(moved, copy);
+			}
+			(void) hash_search(pending, &e->key, HASH_REMOVE, NULL);
+		}
+		foreach (lc, moved)
+		{
+			PendingSpend *m = lfirst(lc);
+			PendingSpend *into;
+			bool          found;
+
+			m->key.subid = parentSubid;
+			into = hash_search(pending, &m->key, HASH_ENTER, &found);
+			if (!found)
+			{
+				into->nanos = 0;
+				into->budget_currency = m->budget_currency;
+			}
+			into->nanos += m->nanos;
+			pfree(m);
+		}
+		list_free(moved);
+	}
+	for (int i = 0; i < nsettles; i++)
+		if (settles[i].subid == mySubid)
+		{
+			if (event == SUBXACT_EVENT_COMMIT_SUB)
+				settles[i].subid = parentSubid;
+			else
+				settles[i--] = settles[--nsettles];
+		}
 }
 
 static void
-ensure_pending(void)
+ensure_callbacks(void)
 {
-	HASHCTL ctl;
-
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(budget_xact_callback, NULL);
-		RegisterSubXactCallback(budget_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
-	if (pending != NULL)
+	if (callbacks_registered)
 		return;
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(PendingKey);
-	ctl.entrysize = sizeof(PendingSpend);
-	ctl.hcxt = TopMemoryContext;
-	pending = hash_create("tokenledger pending budget spend", 16, &ctl,
-						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	RegisterXactCallback(budget_xact_callback, NULL);
+	RegisterSubXactCallback(budget_subxact_callback, NULL);
+	callbacks_registered = true;
 }
+
+/*
+ * Scope matching: the one definition, used by the accounting, the recount
+ * and budget_applies() (so by budget_check and budget_reserve).
+ */
+static const char *const scope_names[] = {"global",    "team",    "initiative",
+										  "principal", "api_key", "app"};
+
+static bool
+scope_matches(BudgetScope scope, const char *scope_value, const char *const row_scopes[])
+{
+	if (scope == SCOPE_GLOBAL)
+		return true;
+	return scope_value != NULL && row_scopes[scope] != NULL &&
+		   strcmp(row_scopes[scope], scope_value) == 0;
+}
+
+/* the start of the period a time falls in: the one definition */
+static TimestampTz
+period_of(const CachedBudget *b, TimestampTz at)
+{
+	TimestampTz start;
+
+	if (b->total)
+		TIMESTAMP_NOBEGIN(start);
+	else
+		start = DatumGetTimestampTz(
+			DirectFunctionCall3(timestamptz_trunc_zone, b->period, TimestampTzGetDatum(at), b->time_zone));
+	return start;
+}
+
+/*
+ * Count a cost against a budget into a table of PendingSpend: converted to
+ * the budget's currency at the row's time, or in its own currency when no
+ * rate converts it.
+ */
+static void
+count_into(HTAB *into, const CachedBudget *b, TimestampTz at, const CostValue *c,
+		   SubTransactionId subid)
+{
+	PendingKey    key;
+	PendingSpend *entry;
+	bool          found;
+	int64         nanos = c->nanos;
+	bool          converted = true;
+
+	if (memcmp(b->amount.currency, c->currency, CURRENCY_LEN) != 0)
+		converted = catalog_convert(c->nanos, c->currency, b->amount.currency, at, &nanos);
+	memset(&key, 0, sizeof(key));
+	key.budget_id = b->id;
+	key.period_start = period_of(b, at);
+	memcpy(key.currency, converted ? b->amount.currency : c->currency, CURRENCY_LEN);
+	key.subid = subid;
+	entry = hash_search(into, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->nanos = 0;
+		entry->budget_currency = converted;
+	}
+	entry->nanos += converted ? nanos : c->nanos;
+}
+
+static ColumnMap account_map = {InvalidOid, 0, {0}};
 
 /* the row's value of each scope's column, as C strings (NULL: none) */
 static void
-scope_values(char *out[], const Datum *values, const bool *nulls)
+scope_values(const char *out[], const Datum *values, const bool *nulls)
 {
 	static const int cols[] = {-1, A_TEAM, A_INITIATIVE, A_PRINCIPAL, A_API_KEY, A_APP};
 
 	for (int s = SCOPE_GLOBAL; s <= SCOPE_APP; s++)
 		out[s] = (cols[s] < 0 || nulls[cols[s]]) ? NULL : TextDatumGetCString(values[cols[s]]);
 }
-
-static bool
-scope_matches(const CachedBudget *b, char *const row_scopes[])
-{
-	if (b->scope == SCOPE_GLOBAL)
-		return true;
-	return b->scope_value != NULL && row_scopes[b->scope] != NULL &&
-		   strcmp(row_scopes[b->scope], b->scope_value) == 0;
-}
-
-static ColumnMap account_map = {InvalidOid, 0, {0}};
 
 /* count a row's cost against its budgets, and note its reservation */
 static void
@@ -174,17 +360,18 @@ account_row(Relation rel, HeapTuple tuple)
 	TupleDesc           desc = RelationGetDescr(rel);
 	Datum               values[A_NCOLS];
 	bool                nulls[A_NCOLS];
-	char               *row_scopes[SCOPE_APP + 1];
+	const char         *row_scopes[SCOPE_APP + 1];
 	int                 n;
 	const CachedBudget *budgets;
 	const CostValue    *c;
+	TimestampTz         at;
+	SubTransactionId    subid = GetCurrentSubTransactionId();
 
 	map_columns(&account_map, rel, account_columns, A_NCOLS);
-	cost_typid = TupleDescAttr(desc, account_map.attno[A_COST])->atttypid;
 	for (int i = 0; i < A_NCOLS; i++)
 		values[i] = heap_getattr(tuple, account_map.attno[i] + 1, desc, &nulls[i]);
 
-	ensure_pending();
+	ensure_callbacks();
 	if (!nulls[A_RESERVATION_ID])
 	{
 		if (nsettles >= settles_size)
@@ -196,39 +383,26 @@ account_row(Relation rel, HeapTuple tuple)
 		}
 		settles[nsettles].reservation = *DatumGetUUIDP(values[A_RESERVATION_ID]);
 		settles[nsettles].usage_id = DatumGetInt64(values[A_ID]);
+		settles[nsettles].subid = subid;
 		nsettles++;
 	}
 
 	if (nulls[A_COST])
 		return;
 	c = DatumGetCostP(values[A_COST]);
+	at = DatumGetTimestampTz(values[A_OCCURRED_AT]);
 	budgets = catalog_budgets(&n);
-	if (n > 0)
-		scope_values(row_scopes, values, nulls);
+	if (n == 0)
+		return;
+	scope_values(row_scopes, values, nulls);
 	for (int i = 0; i < n; i++)
 	{
-		const CachedBudget *b = &budgets[i];
-		PendingKey          key;
-		PendingSpend       *entry;
-		bool                found;
-
-		if (memcmp(b->amount.currency, c->currency, CURRENCY_LEN) != 0 ||
-			!scope_matches(b, row_scopes))
+		if (!scope_matches(budgets[i].scope, budgets[i].scope_value, row_scopes))
 			continue;
-		memset(&key, 0, sizeof(key));
-		key.budget_id = b->id;
-		if (b->total)
-			TIMESTAMP_NOBEGIN(key.period_start);
-		else
-			key.period_start = DatumGetTimestampTz(DirectFunctionCall3(
-				timestamptz_trunc_zone, b->period, values[A_OCCURRED_AT], b->time_zone));
-		entry = hash_search(pending, &key, HASH_ENTER, &found);
-		if (!found)
-		{
-			entry->nanos = 0;
-			memcpy(entry->currency, c->currency, sizeof(entry->currency));
-		}
-		entry->nanos += c->nanos;
+		if (pending == NULL)
+			pending = make_hash("tokenledger pending budget spend", sizeof(PendingKey),
+								sizeof(PendingSpend));
+		count_into(pending, &budgets[i], at, c, subid);
 	}
 }
 
@@ -262,279 +436,269 @@ budget_account(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/*
- * What this backend knows of a period's alerts: the highest threshold (in
- * nanos) already alerted, and whether this transaction queued a check.
- * Alerts are never removed, so what is known stays true.
- */
-typedef struct AlertKnowledge
-{
-	PendingKey    key;
-	int64         alerted;    /* -1: none known */
-	TransactionId checked_in; /* the transaction that queued a check */
-} AlertKnowledge;
-
-static HTAB *alert_knowledge = NULL;
-
-static AlertKnowledge *
-knowledge_for(const PendingKey *key)
-{
-	AlertKnowledge *k;
-	bool            found;
-
-	if (alert_knowledge == NULL)
-	{
-		HASHCTL ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(PendingKey);
-		ctl.entrysize = sizeof(AlertKnowledge);
-		ctl.hcxt = TopMemoryContext;
-		alert_knowledge = hash_create("tokenledger budget alerts known", 64, &ctl,
-									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	k = hash_search(alert_knowledge, key, HASH_ENTER, &found);
-	if (!found)
-	{
-		k->alerted = -1;
-		k->checked_in = InvalidTransactionId;
-	}
-	return k;
-}
-
-/*
- * The lowest threshold above what is known to be alerted that spend "total"
- * has reached or comes within a tenth of the budget of; -1 when none.
- */
-static int64
-threshold_near(const CachedBudget *b, int64 alerted, int128 total)
-{
-	int128 margin = b->amount.nanos / 10;
-
-	for (int i = 0; i < b->nthresholds; i++)
-		if (b->thresholds[i] > alerted && total + margin >= b->thresholds[i])
-			return b->thresholds[i];
-	return -1;
-}
-
-static const CachedBudget *
-budget_by_id(int64 id)
-{
-	int                 n;
-	const CachedBudget *budgets = catalog_budgets(&n);
-
-	for (int i = 0; i < n; i++)
-		if (budgets[i].id == id)
-			return &budgets[i];
-	return NULL;
-}
-
-/*
- * A period's spend is near a threshold not known to be alerted: learn which
- * are alerted, and if one still is not, queue the commit-time check once per
- * transaction.
- */
 static void
-maybe_queue_check(const CachedBudget *b, const PendingKey *key, int128 total)
+lock_tag(LOCKTAG *tag, uint16 kind, int64 key)
 {
-	static SPIPlanPtr alerted_plan = NULL;
-	static SPIPlanPtr queue_plan = NULL;
-	AlertKnowledge   *k = knowledge_for(key);
-	Datum             args[2];
-	bool              isnull;
-
-	if (threshold_near(b, k->alerted, total) < 0 || k->checked_in == GetCurrentTransactionId())
-		return;
-
-	if (alerted_plan == NULL)
-	{
-		Oid argtypes[2] = {INT8OID, TIMESTAMPTZOID};
-
-		alerted_plan = SPI_prepare_cursor(
-			"SELECT max((tokenledger.amount(b.amount) * a.threshold * 1000000000)::bigint)"
-			" FROM tokenledger.budget_alerts a JOIN tokenledger.budgets b ON b.id = a.budget_id"
-			" WHERE a.budget_id = $1 AND a.period_start = $2",
-			2, argtypes, CURSOR_OPT_GENERIC_PLAN);
-		queue_plan = SPI_prepare_cursor("INSERT INTO tokenledger.budget_checks VALUES ($1, $2)", 2,
-										argtypes, CURSOR_OPT_GENERIC_PLAN);
-		if (alerted_plan == NULL || queue_plan == NULL)
-			elog(ERROR, "could not prepare the budget alert statements");
-		SPI_keepplan(alerted_plan);
-		SPI_keepplan(queue_plan);
-	}
-	args[0] = Int64GetDatum(key->budget_id);
-	args[1] = TimestampTzGetDatum(key->period_start);
-	if (SPI_execute_plan(alerted_plan, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read budget alerts");
-	if (SPI_processed == 1)
-	{
-		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			k->alerted = Max(k->alerted, DatumGetInt64(d));
-	}
-	if (threshold_near(b, k->alerted, total) < 0)
-		return;
-	if (SPI_execute_plan(queue_plan, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not queue a budget alert check");
-	k->checked_in = GetCurrentTransactionId();
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) key >> 32), (uint32) key, kind);
 }
 
 /*
- * budget_spend opened for reading the periods' slots through its primary key
- * with the latest snapshot: what this transaction now sees (committed spend,
- * and its own counting so far).
+ * The slot this transaction writes its spend into: the first free one from
+ * the backend's own, locked until the transaction ends (a prepared
+ * transaction keeps it); when every slot is taken, wait for the backend's
+ * own.
  */
-typedef struct SpendReader
+static int
+claim_slot(void)
 {
-	Relation rel;
-	Oid      index;
-	int      attno; /* of spent */
-	Snapshot snapshot;
-} SpendReader;
+	LOCKTAG tag;
+	int     start = (int) (BACKEND_NUMBER % BUDGET_SLOTS);
 
-static void
-spend_reader_open(SpendReader *r)
-{
-	Oid nsp = get_namespace_oid("tokenledger", false);
+	if (start < 0)
+		start = 0;
+	if (claimed_slot >= 0)
+		return claimed_slot;
+	for (int i = 0; i < BUDGET_SLOTS; i++)
+	{
+		int s = (start + i) % BUDGET_SLOTS;
 
-	r->rel = table_open(get_relname_relid("budget_spend", nsp), AccessShareLock);
-	r->index = get_relname_relid("budget_spend_pkey", nsp);
-	r->attno = SPI_fnumber(RelationGetDescr(r->rel), "spent");
-	r->snapshot = RegisterSnapshot(GetLatestSnapshot());
+		lock_tag(&tag, LOCK_KIND_SLOT, s);
+		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+			return claimed_slot = s;
+	}
+	lock_tag(&tag, LOCK_KIND_SLOT, start);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	return claimed_slot = start;
 }
 
-static void
-spend_reader_close(SpendReader *r)
+static ColumnMap spend_map = {InvalidOid, 0, {0}};
+
+/* the heap attribute number of a column (scan keys name heap columns) */
+static AttrNumber
+column_attno(Relation rel, const char *name)
 {
-	UnregisterSnapshot(r->snapshot);
-	table_close(r->rel, AccessShareLock);
+	int attno = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attno <= 0)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+						errmsg("table \"%s\" has no column \"%s\"", RelationGetRelationName(rel),
+							   name),
+						errhint("Update the extension: ALTER EXTENSION tokenledger UPDATE.")));
+	return (AttrNumber) attno;
 }
 
-/* a period's spend: the sum of its slots */
-static int128
-period_spend(const SpendReader *r, const PendingKey *key)
+/* scan keys for one budget's period: budget_id and period_start */
+static void
+init_period_keys(ScanKeyData *keys, Relation rel, int64 budget_id, TimestampTz period_start)
 {
-	ScanKeyData keys[2];
+	ScanKeyInit(&keys[0], column_attno(rel, "budget_id"), BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(budget_id));
+	ScanKeyInit(&keys[1], column_attno(rel, "period_start"), BTEqualStrategyNumber,
+				F_TIMESTAMP_EQ, TimestampTzGetDatum(period_start));
+}
+
+/* add nanos to this transaction's slot of a counter */
+static void
+add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const PendingSpend *e,
+			int slot)
+{
+	TupleDesc   desc = RelationGetDescr(rel);
+	ScanKeyData keys[4];
 	SysScanDesc scan;
-	HeapTuple   tuple;
-	int128      total = 0;
+	HeapTuple   tup;
+	Datum       values[S_NCOLS];
+	bool        nulls[S_NCOLS] = {false};
+	int128      total = e->nanos;
 
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(key->budget_id));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TIMESTAMP_EQ,
-				TimestampTzGetDatum(key->period_start));
-	scan = systable_beginscan(r->rel, r->index, true, r->snapshot, 2, keys);
-	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	init_period_keys(keys, rel, e->key.budget_id, e->key.period_start);
+	ScanKeyInit(&keys[2], spend_map.attno[S_SLOT] + 1, BTEqualStrategyNumber, F_INT2EQ,
+				Int16GetDatum((int16) slot));
+	ScanKeyInit(&keys[3], spend_map.attno[S_CURRENCY] + 1, BTEqualStrategyNumber, F_TEXTEQ,
+				CStringGetTextDatum(e->key.currency));
+	scan = systable_beginscan(rel, o->budget_spend_key, true, SnapshotSelf, 4, keys);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
 	{
 		bool  isnull;
-		Datum d = heap_getattr(tuple, r->attno, RelationGetDescr(r->rel), &isnull);
+		Datum d = heap_getattr(tup, spend_map.attno[S_SPENT] + 1, desc, &isnull);
 
 		if (!isnull)
 			total += DatumGetCostP(d)->nanos;
 	}
+	if (total > (int128) NANOS_MAX || total < -(int128) NANOS_MAX)
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("spend counted against budget " INT64_FORMAT
+							   " is out of range for type cost",
+							   e->key.budget_id)));
+	if (HeapTupleIsValid(tup))
+	{
+		int       col = spend_map.attno[S_SPENT] + 1;
+		Datum     v = CostPGetDatum(cost_make((int64) total, e->key.currency));
+		bool      n = false;
+		HeapTuple newtup = heap_modify_tuple_by_cols(tup, desc, 1, &col, &v, &n);
+
+		CatalogTupleUpdateWithInfo(rel, &tup->t_self, newtup, indstate);
+		heap_freetuple(newtup);
+	}
+	else
+	{
+		Datum    *all = palloc(desc->natts * sizeof(Datum));
+		bool     *allnulls = palloc(desc->natts * sizeof(bool));
+		HeapTuple newtup;
+
+		values[S_BUDGET_ID] = Int64GetDatum(e->key.budget_id);
+		values[S_PERIOD_START] = TimestampTzGetDatum(e->key.period_start);
+		values[S_SLOT] = Int16GetDatum((int16) slot);
+		values[S_SPENT] = CostPGetDatum(cost_make((int64) total, e->key.currency));
+		values[S_CURRENCY] = CStringGetTextDatum(e->key.currency);
+		for (int i = 0; i < desc->natts; i++)
+			allnulls[i] = true;
+		for (int i = 0; i < S_NCOLS; i++)
+		{
+			all[spend_map.attno[i]] = values[i];
+			allnulls[spend_map.attno[i]] = nulls[i];
+		}
+		newtup = heap_form_tuple(desc, all, allnulls);
+		CatalogTupleInsertWithInfo(rel, newtup, indstate);
+		heap_freetuple(newtup);
+	}
 	systable_endscan(scan);
-	return total;
 }
 
+/* write counted spend into the counters; each entry's key is its counter */
 static void
-flush_spend(void)
+write_counters(PendingSpend **entries, int n, bool note_touched)
 {
-	SpendReader       reader;
-	static SPIPlanPtr plan = NULL;
-	long              n = hash_get_num_entries(pending);
-	Datum            *ids = palloc(n * sizeof(Datum));
-	Datum            *starts = palloc(n * sizeof(Datum));
-	Datum            *costs = palloc(n * sizeof(Datum));
-	HASH_SEQ_STATUS   seq;
-	PendingSpend     *entry;
-	Datum             args[4];
-	long              i = 0;
+	const LedgerOids *o = ledger_oids();
+	Relation          rel;
+	CatalogIndexState indstate;
+	int               slot;
 
-	hash_seq_init(&seq, pending);
-	while ((entry = hash_seq_search(&seq)) != NULL)
+	if (n == 0)
+		return;
+	slot = claim_slot();
+	rel = table_open(o->budget_spend, RowExclusiveLock);
+	map_columns(&spend_map, rel, spend_columns, S_NCOLS);
+	indstate = CatalogOpenIndexes(rel);
+	for (int i = 0; i < n; i++)
 	{
-		if (entry->nanos > (int128) NANOS_MAX || entry->nanos < -(int128) NANOS_MAX)
-			ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-							errmsg("spend of one statement against budget " INT64_FORMAT
-								   " is out of range",
-								   entry->key.budget_id)));
-		ids[i] = Int64GetDatum(entry->key.budget_id);
-		starts[i] = TimestampTzGetDatum(entry->key.period_start);
-		costs[i] = CostPGetDatum(cost_make((int64) entry->nanos, entry->currency));
-		i++;
+		PendingSpend *e = entries[i];
+
+		if (e->nanos != 0)
+			add_to_slot(rel, indstate, o, e, slot);
+		if (note_touched && e->budget_currency)
+		{
+			PeriodKey k;
+
+			memset(&k, 0, sizeof(k));
+			k.budget_id = e->key.budget_id;
+			k.period_start = e->key.period_start;
+			if (touched == NULL)
+				touched = make_hash("tokenledger budget periods to check", sizeof(PeriodKey),
+									sizeof(PeriodKey));
+			(void) hash_search(touched, &k, HASH_ENTER, NULL);
+		}
 	}
-
-	if (plan == NULL)
-	{
-		Oid argtypes[4] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, get_array_type(cost_typid), INT2OID};
-
-		plan = SPI_prepare_cursor(
-			"INSERT INTO tokenledger.budget_spend AS s (budget_id, period_start, slot, spent)"
-			" SELECT budget_id, period_start, $4, delta"
-			" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))"
-			"      AS d(budget_id, period_start, delta)"
-			" ON CONFLICT (budget_id, period_start, slot)"
-			" DO UPDATE SET spent = s.spent OPERATOR(tokenledger.+) excluded.spent",
-			4, argtypes, CURSOR_OPT_GENERIC_PLAN);
-		if (plan == NULL)
-			elog(ERROR, "could not prepare the budget accounting statement");
-		SPI_keepplan(plan);
-	}
-	args[0] = PointerGetDatum(
-		construct_array(ids, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[1] = PointerGetDatum(
-		construct_array(starts, (int) n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(
-		construct_array(costs, (int) n, cost_typid, sizeof(CostValue), false, TYPALIGN_DOUBLE));
-	args[3] = Int16GetDatum((int16) (MyBackendId % BUDGET_SLOTS));
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not count spend against budgets");
-
-	/* queue alert checks where a threshold is near */
-	spend_reader_open(&reader);
-	hash_seq_init(&seq, pending);
-	while ((entry = hash_seq_search(&seq)) != NULL)
-	{
-		const CachedBudget *b = budget_by_id(entry->key.budget_id);
-
-		if (b != NULL)
-			maybe_queue_check(b, &entry->key, period_spend(&reader, &entry->key));
-	}
-	spend_reader_close(&reader);
+	CatalogCloseIndexes(indstate);
+	table_close(rel, NoLock);
+	CommandCounterIncrement();
 }
 
+/* settle the reservations that recorded rows name */
 static void
-flush_settles(void)
+flush_settles(PendingSettle *batch, int n)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum            *rids = palloc(nsettles * sizeof(Datum));
-	Datum            *uids = palloc(nsettles * sizeof(Datum));
+	static KeptPlan settle_plan;
+	static KeptPlan release_plan;
+	OwnerSql          owner;
+	Datum            *rids = palloc(n * sizeof(Datum));
+	Datum            *uids = palloc(n * sizeof(Datum));
+	Oid               argtypes[2] = {UUIDARRAYOID, INT8ARRAYOID};
 	Datum             args[2];
 
-	for (int i = 0; i < nsettles; i++)
+	for (int i = 0; i < n; i++)
 	{
 		pg_uuid_t *u = palloc(sizeof(pg_uuid_t));
 
-		*u = settles[i].reservation;
+		*u = batch[i].reservation;
 		rids[i] = UUIDPGetDatum(u);
-		uids[i] = Int64GetDatum(settles[i].usage_id);
+		uids[i] = Int64GetDatum(batch[i].usage_id);
 	}
-	if (plan == NULL)
-	{
-		Oid argtypes[2] = {get_array_type(UUIDOID), INT8ARRAYOID};
-
-		plan = SPI_prepare_cursor("SELECT tokenledger.budget_settle($1, $2)", 2, argtypes,
-								  CURSOR_OPT_GENERIC_PLAN);
-		if (plan == NULL)
-			elog(ERROR, "could not prepare the settlement statement");
-		SPI_keepplan(plan);
-	}
-	args[0] =
-		PointerGetDatum(construct_array(rids, nsettles, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-	args[1] = PointerGetDatum(
-		construct_array(uids, nsettles, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (SPI_execute_plan(plan, args, NULL, false, 0) < 0)
+	args[0] = PointerGetDatum(construct_array(rids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] =
+		PointerGetDatum(construct_array(uids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	owner_sql_begin(&owner);
+	if (SPI_execute_plan(
+			owner_sql_plan(&settle_plan,
+						   "UPDATE tokenledger.budget_reservations r"
+						   " SET settled_at = pg_catalog.now(), settled_by = s.usage_id"
+						   " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
+						   "      AS s(reservation_id, usage_id)"
+						   " WHERE r.id OPERATOR(pg_catalog.=) s.reservation_id"
+						   "   AND r.settled_at IS NULL AND r.released_at IS NULL",
+						   2, argtypes),
+			args, NULL, false, 0) < 0 ||
+		SPI_execute_plan(owner_sql_plan(&release_plan,
+										"DELETE FROM tokenledger.budget_holds h"
+										" WHERE h.reservation_id OPERATOR(pg_catalog.=) ANY ($1)",
+										1, argtypes),
+						 args, NULL, false, 0) < 0)
 		elog(ERROR, "could not settle reservations");
+	owner_sql_end(&owner);
+}
+
+/*
+ * Write the pending sums (of the current subtransaction, or all of them)
+ * and settle the pending reservations.
+ */
+static void
+flush_pending(bool all)
+{
+	SubTransactionId cur = GetCurrentSubTransactionId();
+	PendingSpend   **batch = NULL;
+	int              n = 0;
+	bool             snapshot_pushed = false;
+
+	if (!ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		snapshot_pushed = true;
+	}
+	if (pending != NULL && hash_get_num_entries(pending) > 0)
+	{
+		HASH_SEQ_STATUS seq;
+		PendingSpend   *e;
+
+		batch = palloc(hash_get_num_entries(pending) * sizeof(PendingSpend *));
+		hash_seq_init(&seq, pending);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			if (all || e->key.subid == cur)
+			{
+				PendingSpend *copy = palloc(sizeof(PendingSpend));
+
+				*copy = *e;
+				batch[n++] = copy;
+			}
+		write_counters(batch, n, true);
+		for (int i = 0; i < n; i++)
+			(void) hash_search(pending, &batch[i]->key, HASH_REMOVE, NULL);
+	}
+	if (nsettles > 0)
+	{
+		PendingSettle *mine = palloc(nsettles * sizeof(PendingSettle));
+		int            nmine = 0;
+
+		for (int i = 0; i < nsettles; i++)
+			if (all || settles[i].subid == cur)
+			{
+				mine[nmine++] = settles[i];
+				settles[i--] = settles[--nsettles];
+			}
+		if (nmine > 0)
+			flush_settles(mine, nmine);
+	}
+	if (snapshot_pushed)
+		PopActiveSnapshot();
 }
 
 /* AFTER INSERT OR UPDATE trigger of usage, per statement */
@@ -543,23 +707,561 @@ Datum
 budget_account_flush(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	bool         have_spend;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
 		elog(ERROR, "budget_account_flush: must be fired after, for each statement");
-
-	have_spend = pending != NULL && hash_get_num_entries(pending) > 0;
-	if (!have_spend && nsettles == 0)
-		return PointerGetDatum(NULL);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (have_spend)
-		flush_spend();
-	if (nsettles > 0)
-		flush_settles();
-	SPI_finish();
-	pending_reset();
+	if ((pending != NULL && hash_get_num_entries(pending) > 0) || nsettles > 0)
+		flush_pending(false);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * A period's spend in one currency, as a snapshot sees it; the other
+ * currencies' spend, when asked for, as text ("1.50 EUR, 2.00 GBP").
+ */
+static int128
+period_total(const LedgerOids *o, int64 budget_id, TimestampTz period_start, const char *currency,
+			 Snapshot snapshot, StringInfo others)
+{
+	Relation    rel = table_open(o->budget_spend, AccessShareLock);
+	TupleDesc   desc = RelationGetDescr(rel);
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple   tup;
+	int128      total = 0;
+	HTAB       *other = NULL;
+
+	map_columns(&spend_map, rel, spend_columns, S_NCOLS);
+	init_period_keys(keys, rel, budget_id, period_start);
+	scan = systable_beginscan(rel, o->budget_spend_key, true, snapshot, 2, keys);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool       isnull;
+		Datum      d = heap_getattr(tup, spend_map.attno[S_SPENT] + 1, desc, &isnull);
+		CostValue *c;
+
+		if (isnull)
+			continue;
+		c = DatumGetCostP(d);
+		if (memcmp(c->currency, currency, CURRENCY_LEN) == 0)
+			total += c->nanos;
+		else if (others != NULL)
+		{
+			PendingSpend *e;
+			PendingKey    k;
+			bool          found;
+
+			if (other == NULL)
+			{
+				HASHCTL ctl;
+
+				memset(&ctl, 0, sizeof(ctl));
+				ctl.keysize = sizeof(PendingKey);
+				ctl.entrysize = sizeof(PendingSpend);
+				ctl.hcxt = CurrentMemoryContext;
+				other = hash_create("other currencies", 8, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+			}
+			memset(&k, 0, sizeof(k));
+			memcpy(k.currency, c->currency, CURRENCY_LEN);
+			e = hash_search(other, &k, HASH_ENTER, &found);
+			if (!found)
+				e->nanos = 0;
+			e->nanos += c->nanos;
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (other != NULL)
+	{
+		/* in currency order */
+		for (;;)
+		{
+			HASH_SEQ_STATUS seq;
+			PendingSpend   *e;
+			PendingSpend   *first = NULL;
+
+			hash_seq_init(&seq, other);
+			while ((e = hash_seq_search(&seq)) != NULL)
+				if (first == NULL || strcmp(e->key.currency, first->key.currency) < 0)
+					first = e;
+			if (first == NULL)
+				break;
+			if (first->nanos != 0)
+			{
+				if (others->len > 0)
+					appendStringInfoString(others, ", ");
+				format_nanos(others, (int64) first->nanos, 2);
+				appendStringInfo(others, " %s", first->key.currency);
+			}
+			(void) hash_search(other, &first->key, HASH_REMOVE, NULL);
+		}
+		hash_destroy(other);
+	}
+	return total;
+}
+
+/* the warn_at values of a budget that have alerts in a period */
+static void
+alerted_thresholds(const LedgerOids *o, const CachedBudget *b, TimestampTz period_start,
+				   Snapshot snapshot, bool *alerted)
+{
+	Relation    rel = table_open(o->budget_alerts, AccessShareLock);
+	TupleDesc   desc = RelationGetDescr(rel);
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple   tup;
+	int         attno = SPI_fnumber(RelationGetDescr(rel), "threshold");
+
+	for (int t = 0; t < b->nthresholds; t++)
+		alerted[t] = false;
+	init_period_keys(keys, rel, b->id, period_start);
+	scan = systable_beginscan(rel, o->budget_alerts_key, true, snapshot, 2, keys);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool  isnull;
+		Datum d = heap_getattr(tup, attno, desc, &isnull);
+
+		for (int t = 0; !isnull && t < b->nthresholds; t++)
+			if (DatumGetBool(DirectFunctionCall2(numeric_eq, d, b->warn_at[t])))
+				alerted[t] = true;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/* is a threshold that has no alert reached by spend? */
+static bool
+alert_due(const CachedBudget *b, const bool *alerted, int128 spend)
+{
+	for (int t = 0; t < b->nthresholds; t++)
+		if (!alerted[t] && spend >= b->thresholds[t])
+			return true;
+	return false;
+}
+
+static void
+lock_budget_id(int64 budget_id)
+{
+	LOCKTAG tag;
+
+	lock_tag(&tag, LOCK_KIND_BUDGET, budget_id);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+static void
+raise_alert(const CachedBudget *b, TimestampTz period_start, Datum warn_at, int64 spent)
+{
+	static KeptPlan plan;
+	const LedgerOids *o = ledger_oids();
+	Oid               argtypes[5] = {INT8OID, TIMESTAMPTZOID, NUMERICOID, o->cost_type,
+									 o->cost_type};
+	Datum             args[5];
+	OwnerSql          owner;
+
+	args[0] = Int64GetDatum(b->id);
+	args[1] = TimestampTzGetDatum(period_start);
+	args[2] = warn_at;
+	args[3] = CostPGetDatum(cost_make(spent, b->amount.currency));
+	args[4] = CostPGetDatum(cost_make(b->amount.nanos, b->amount.currency));
+	owner_sql_begin(&owner);
+	if (SPI_execute_plan(
+			owner_sql_plan(
+				&plan,
+				"WITH a AS (INSERT INTO tokenledger.budget_alerts AS a"
+				"    (budget_id, period_start, threshold, spent, amount)"
+				"  VALUES ($1, $2, $3, $4, $5)"
+				"  ON CONFLICT (budget_id, period_start, threshold) DO NOTHING RETURNING a.id)"
+				" SELECT pg_catalog.pg_notify('tokenledger_budget', pg_catalog.json_build_object("
+				"  'alert_id', a.id, 'budget_id', b.id, 'budget', b.name, 'scope', b.scope,"
+				"  'scope_value', b.scope_value, 'period', b.period, 'period_start', $2,"
+				"  'threshold', $3, 'spent', tokenledger.amount($4),"
+				"  'amount', tokenledger.amount($5), 'currency', tokenledger.currency($5),"
+				"  'mode', b.mode)::pg_catalog.text)"
+				" FROM a, tokenledger.budgets b WHERE b.id OPERATOR(pg_catalog.=) $1",
+				5, argtypes),
+			args, NULL, false, 0) < 0)
+		elog(ERROR, "could not raise a budget alert");
+	owner_sql_end(&owner);
+}
+
+static int
+period_key_cmp(const void *a, const void *b)
+{
+	const PeriodKey *x = a;
+	const PeriodKey *y = b;
+
+	if (x->budget_id != y->budget_id)
+		return x->budget_id < y->budget_id ? -1 : 1;
+	if (x->period_start != y->period_start)
+		return x->period_start < y->period_start ? -1 : 1;
+	return 0;
+}
+
+/* the alerts of the periods this transaction counted spend against */
+static void
+check_periods(PeriodKey *keys, int n)
+{
+	const LedgerOids *o = ledger_oids();
+	SnapshotData      dirty;
+
+	InitDirtySnapshot(dirty);
+	for (int i = 0; i < n; i++)
+	{
+		const CachedBudget *b = catalog_budget(keys[i].budget_id);
+		bool               *alerted;
+		Snapshot            latest;
+		int128              spend;
+
+		if (b == NULL || b->nthresholds == 0)
+			continue;
+		/* committed, in progress elsewhere, and this transaction's own */
+		spend = period_total(o, b->id, keys[i].period_start, b->amount.currency, &dirty, NULL);
+		if (spend < b->thresholds[0])
+			continue;
+		alerted = palloc(sizeof(bool) * b->nthresholds);
+		latest = RegisterSnapshot(GetLatestSnapshot());
+		alerted_thresholds(o, b, keys[i].period_start, latest, alerted);
+		UnregisterSnapshot(latest);
+		if (!alert_due(b, alerted, spend))
+			continue;
+
+		/* what is committed once the budget is ours, and this transaction's own */
+		lock_budget_id(b->id);
+		latest = RegisterSnapshot(GetLatestSnapshot());
+		spend = period_total(o, b->id, keys[i].period_start, b->amount.currency, latest, NULL);
+		alerted_thresholds(o, b, keys[i].period_start, latest, alerted);
+		UnregisterSnapshot(latest);
+		for (int t = 0; t < b->nthresholds; t++)
+			if (!alerted[t] && spend >= b->thresholds[t])
+				raise_alert(b, keys[i].period_start, b->warn_at[t],
+							spend > NANOS_MAX ? NANOS_MAX : (int64) spend);
+	}
+}
+
+/*
+ * Before commit: check the alerts, in budget id order, in a subtransaction
+ * whose failure never fails the recording.
+ */
+static void
+check_alerts(void)
+{
+	MemoryContext   oldcontext = CurrentMemoryContext;
+	ResourceOwner   oldowner = CurrentResourceOwner;
+	HASH_SEQ_STATUS seq;
+	PeriodKey      *k;
+	PeriodKey      *keys;
+	int             n = 0;
+	volatile bool   snapshot_pushed = false;
+
+	keys = palloc(hash_get_num_entries(touched) * sizeof(PeriodKey));
+	hash_seq_init(&seq, touched);
+	while ((k = hash_seq_search(&seq)) != NULL)
+		keys[n++] = *k;
+	qsort(keys, n, sizeof(PeriodKey), period_key_cmp);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		if (!ActiveSnapshotSet())
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			snapshot_pushed = true;
+		}
+		check_periods(keys, n);
+		if (snapshot_pushed)
+			PopActiveSnapshot();
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("budget alerts were not checked: %s", edata->message),
+				 errdetail("The spend is recorded and counted."),
+				 errhint("The next recording against the budget raises the alerts it reaches.")));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	if (touched != NULL)
+		hash_destroy(touched);
+	touched = NULL;
+}
+
+/*
+ * budget_applies(budgets, team, initiative, principal, api_key, app): does an
+ * active budget apply to a call with these attributes?
+ */
+PG_FUNCTION_INFO_V1(budget_applies);
+Datum
+budget_applies(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader b;
+	bool            isnull;
+	Datum           d;
+	const char     *row_scopes[SCOPE_APP + 1];
+	char           *scope;
+	char           *scope_value = NULL;
+	int             s;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	b = PG_GETARG_HEAPTUPLEHEADER(0);
+	d = GetAttributeByName(b, "active", &isnull);
+	if (isnull || !DatumGetBool(d))
+		PG_RETURN_BOOL(false);
+	d = GetAttributeByName(b, "scope", &isnull);
+	if (isnull)
+		PG_RETURN_BOOL(false);
+	scope = TextDatumGetCString(d);
+	for (s = 0; s < (int) lengthof(scope_names); s++)
+		if (strcmp(scope, scope_names[s]) == 0)
+			break;
+	if (s == (int) lengthof(scope_names))
+		PG_RETURN_BOOL(false);
+	d = GetAttributeByName(b, "scope_value", &isnull);
+	if (!isnull)
+		scope_value = TextDatumGetCString(d);
+	row_scopes[SCOPE_GLOBAL] = NULL;
+	for (int i = 1; i <= SCOPE_APP; i++)
+		row_scopes[i] = PG_ARGISNULL(i) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(i));
+	PG_RETURN_BOOL(scope_matches((BudgetScope) s, scope_value, row_scopes));
+}
+
+/*
+ * budget_position(budget_id, period_start, currency): a period's spent and
+ * live reserved amounts in the budget's currency, read together in one
+ * fresh snapshot (what is committed now, and this transaction's own), and
+ * the spend no exchange rate converts (NULL when none).
+ */
+PG_FUNCTION_INFO_V1(budget_position);
+Datum
+budget_position(PG_FUNCTION_ARGS)
+{
+	int64             budget_id = PG_GETARG_INT64(0);
+	TimestampTz       period_start = PG_GETARG_TIMESTAMPTZ(1);
+	char              currency[CURRENCY_LEN + 1];
+	text             *cur = PG_GETARG_TEXT_PP(2);
+	const LedgerOids *o = ledger_oids();
+	TupleDesc         rdesc;
+	Snapshot          snapshot;
+	StringInfoData    others;
+	int128            spent;
+	int128            reserved = 0;
+	Relation          rel;
+	ScanKeyData       keys[3];
+	SysScanDesc       scan;
+	HeapTuple         tup;
+	int               amount_att;
+	Datum             values[3];
+	bool              nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "budget_position: return type must be a row type");
+	if (!currency_normalize(VARDATA_ANY(cur), VARSIZE_ANY_EXHDR(cur), currency))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("\"%s\" is not an ISO 4217 currency code", text_to_cstring(cur))));
+	snapshot = RegisterSnapshot(IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
+	initStringInfo(&others);
+	spent = period_total(o, budget_id, period_start, currency, snapshot, &others);
+
+	rel = table_open(o->budget_holds, AccessShareLock);
+	amount_att = SPI_fnumber(RelationGetDescr(rel), "amount");
+	init_period_keys(keys, rel, budget_id, period_start);
+	ScanKeyInit(&keys[2], column_attno(rel, "expires_at"), BTGreaterStrategyNumber, F_TIMESTAMP_GT,
+				TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
+	scan = systable_beginscan(rel, o->budget_holds_key, true, snapshot, 3, keys);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool  isnull;
+		Datum d = heap_getattr(tup, amount_att, RelationGetDescr(rel), &isnull);
+
+		if (!isnull && memcmp(DatumGetCostP(d)->currency, currency, CURRENCY_LEN) == 0)
+			reserved += DatumGetCostP(d)->nanos;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+
+	if (spent > (int128) NANOS_MAX || spent < -(int128) NANOS_MAX || reserved > (int128) NANOS_MAX)
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("spend of budget " INT64_FORMAT " is out of range for type cost",
+							   budget_id)));
+	values[0] = CostPGetDatum(cost_make((int64) spent, currency));
+	values[1] = CostPGetDatum(cost_make((int64) reserved, currency));
+	if (others.len > 0)
+		values[2] = CStringGetTextDatum(others.data);
+	else
+		nulls[2] = true;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rdesc), values, nulls)));
+}
+
+/*
+ * lock_budget(budget_id): the budget's lock, until the transaction ends.
+ * Reservations of block budgets and the commit-time alert checks take it,
+ * always in budget id order.
+ */
+PG_FUNCTION_INFO_V1(lock_budget);
+Datum
+lock_budget(PG_FUNCTION_ARGS)
+{
+	lock_budget_id(PG_GETARG_INT64(0));
+	PG_RETURN_VOID();
+}
+
+/*
+ * budget_recount(budget_id): count a budget's spend again from the ledger,
+ * by the same rules as the insert path.  It waits for the transactions that
+ * are recording, and holds new recordings off until this transaction ends
+ * (it is run at commit by the budgets and fx_rates triggers): recorders
+ * that start after it see the budget as it now is.
+ */
+PG_FUNCTION_INFO_V1(budget_recount);
+Datum
+budget_recount(PG_FUNCTION_ARGS)
+{
+	static KeptPlan budget_plan;
+	int64             budget_id = PG_GETARG_INT64(0);
+	const LedgerOids *o = ledger_oids();
+	OwnerSql          owner;
+	CachedBudget      b;
+	bool              active;
+	Relation          rel;
+	ScanKeyData       keys[1];
+	SysScanDesc       scan;
+	HeapTuple         tup;
+	HTAB             *sums;
+	Oid               argtypes[1] = {INT8OID};
+	Datum             args[1];
+	StringInfoData    q;
+	Portal            portal;
+	int64             rows = 0;
+
+	LockRelationOid(o->usage, ShareLock);
+	owner_sql_begin(&owner);
+	PushActiveSnapshot(GetLatestSnapshot());
+
+	/* the budget as this transaction now has it (its columns, then active) */
+	args[0] = Int64GetDatum(budget_id);
+	initStringInfo(&q);
+	appendStringInfo(&q,
+					 "SELECT q.*, (SELECT x.active FROM tokenledger.budgets x"
+					 "             WHERE x.id OPERATOR(pg_catalog.=) q.id)"
+					 " FROM (%s WHERE b.id OPERATOR(pg_catalog.=) $1) q",
+					 budget_query);
+	if (SPI_execute_plan(owner_sql_plan(&budget_plan, q.data, 1, argtypes), args, NULL, true, 0) !=
+		SPI_OK_SELECT)
+		elog(ERROR, "could not read budget " INT64_FORMAT, budget_id);
+	active = false;
+	if (SPI_processed == 1)
+	{
+		bool isnull;
+
+		active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9, &isnull));
+		budget_from_row(&b, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, CurrentMemoryContext);
+	}
+
+	/*
+	 * Forget what was counted, including what this transaction has not
+	 * written yet: the ledger scan below sees its rows.
+	 */
+	if (pending != NULL)
+	{
+		HASH_SEQ_STATUS seq;
+		PendingSpend   *e;
+
+		hash_seq_init(&seq, pending);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			if (e->key.budget_id == budget_id)
+				(void) hash_search(pending, &e->key, HASH_REMOVE, NULL);
+	}
+	rel = table_open(o->budget_spend, RowExclusiveLock);
+	ScanKeyInit(&keys[0], column_attno(rel, "budget_id"), BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(budget_id));
+	scan = systable_beginscan(rel, o->budget_spend_key, true, SnapshotSelf, 1, keys);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		simple_heap_delete(rel, &tup->t_self);
+	systable_endscan(scan);
+	table_close(rel, NoLock);
+	CommandCounterIncrement();
+
+	if (active)
+	{
+		static const char *const scope_cols[] = {NULL,        "team",    "initiative",
+												 "principal", "api_key", "app"};
+		HASHCTL                  ctl;
+		HASH_SEQ_STATUS          seq;
+		PendingSpend            *e;
+		PendingSpend           **batch;
+		int                      n = 0;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(PendingKey);
+		ctl.entrysize = sizeof(PendingSpend);
+		ctl.hcxt = CurrentMemoryContext;
+		sums = hash_create("tokenledger recount", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+		resetStringInfo(&q);
+		appendStringInfoString(&q, "SELECT occurred_at, cost, team, initiative, principal, api_key,"
+								   " app FROM tokenledger.usage WHERE cost IS NOT NULL");
+		if (b.scope != SCOPE_GLOBAL)
+			appendStringInfo(&q, " AND %s OPERATOR(pg_catalog.=) $1", scope_cols[b.scope]);
+		args[0] = b.scope_value ? CStringGetTextDatum(b.scope_value) : (Datum) 0;
+		{
+			Oid texttype[1] = {TEXTOID};
+
+			portal = SPI_cursor_open_with_args(NULL, q.data, b.scope == SCOPE_GLOBAL ? 0 : 1,
+											   texttype, args, NULL, true, 0);
+		}
+		for (;;)
+		{
+			SPI_cursor_fetch(portal, true, 10000);
+			if (SPI_processed == 0)
+				break;
+			for (uint64 i = 0; i < SPI_processed; i++)
+			{
+				HeapTuple   row = SPI_tuptable->vals[i];
+				TupleDesc   desc = SPI_tuptable->tupdesc;
+				bool        isnull;
+				const char *row_scopes[SCOPE_APP + 1];
+
+				row_scopes[SCOPE_GLOBAL] = NULL;
+				for (int s = 1; s <= SCOPE_APP; s++)
+				{
+					Datum d = SPI_getbinval(row, desc, s + 2, &isnull);
+
+					row_scopes[s] = isnull ? NULL : TextDatumGetCString(d);
+				}
+				if (!scope_matches(b.scope, b.scope_value, row_scopes))
+					continue;
+				count_into(sums, &b, DatumGetTimestampTz(SPI_getbinval(row, desc, 1, &isnull)),
+						   DatumGetCostP(SPI_getbinval(row, desc, 2, &isnull)), 0);
+				rows++;
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
+		SPI_cursor_close(portal);
+
+		batch = palloc(Max(hash_get_num_entries(sums), 1) * sizeof(PendingSpend *));
+		hash_seq_init(&seq, sums);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			batch[n++] = e;
+		write_counters(batch, n, false);
+	}
+	PopActiveSnapshot();
+	owner_sql_end(&owner);
+	PG_RETURN_INT64(rows);
 }

@@ -113,20 +113,28 @@ add_counts(int64 a, int64 b)
 	return r;
 }
 
-/* OpenAI Chat Completions: prompt_tokens includes cached_tokens */
+/*
+ * OpenAI Chat Completions: prompt_tokens includes the cached and the
+ * cache-write tokens of prompt_tokens_details.
+ */
 static void
 read_openai_chat(JsonbContainer *u, Tokens *t)
 {
-	int64 prompt = get_count(u, "prompt_tokens");
-	int64 completion = get_count(u, "completion_tokens");
-	int64 cached = get_count(get_object(u, "prompt_tokens_details"), "cached_tokens");
+	JsonbContainer *details = get_object(u, "prompt_tokens_details");
+	int64           prompt = get_count(u, "prompt_tokens");
+	int64           completion = get_count(u, "completion_tokens");
+	int64           cached = get_count(details, "cached_tokens");
+	int64           written = get_count(details, "cache_write_tokens");
 	int64 reasoning = get_count(get_object(u, "completion_tokens_details"), "reasoning_tokens");
 
-	check_part(cached, "prompt_tokens_details.cached_tokens", prompt, "prompt_tokens");
+	check_part(add_counts(cached, written),
+			   "prompt_tokens_details.cached_tokens + cache_write_tokens", prompt,
+			   "prompt_tokens");
 	check_part(reasoning, "completion_tokens_details.reasoning_tokens", completion,
 			   "completion_tokens");
-	t->input = prompt - cached;
+	t->input = prompt - cached - written;
 	t->cache_read = cached;
+	t->cache_write = written;
 	t->output = completion;
 	t->reasoning = reasoning;
 }
@@ -155,6 +163,8 @@ read_openai_responses(JsonbContainer *u, Tokens *t)
 /*
  * OpenAI organization usage export row: input_uncached_tokens,
  * input_cached_tokens and input_cache_write_tokens partition input_tokens.
+ * When the parts come to less than input_tokens, the rest is billed as
+ * uncached input: none is dropped.
  */
 static void
 read_openai_org_usage(JsonbContainer *u, Tokens *t)
@@ -166,9 +176,15 @@ read_openai_org_usage(JsonbContainer *u, Tokens *t)
 	{
 		t->input = get_count(u, "input_uncached_tokens");
 		if (has_member(u, "input_tokens"))
-			check_part(add_counts(add_counts(t->input, cached), written),
+		{
+			int64 parts = add_counts(add_counts(t->input, cached), written);
+			int64 input = get_count(u, "input_tokens");
+
+			check_part(parts,
 					   "input_uncached_tokens + input_cached_tokens + input_cache_write_tokens",
-					   get_count(u, "input_tokens"), "input_tokens");
+					   input, "input_tokens");
+			t->input += input - parts;
+		}
 	}
 	else
 	{

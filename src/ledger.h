@@ -5,8 +5,11 @@
 #ifndef TOKENLEDGER_LEDGER_H
 #define TOKENLEDGER_LEDGER_H
 
+#include "access/htup.h"
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "utils/jsonb.h"
+#include "utils/relcache.h"
 
 #include "tokenledger.h"
 
@@ -53,7 +56,43 @@ typedef struct CachedBudget
 	CostValue   amount;
 	int         nthresholds;
 	int64      *thresholds; /* warn_at x amount, in nanos, ascending */
+	Datum      *warn_at;    /* the warn_at values (numeric), in the same order */
 } CachedBudget;
+
+/* the extension's objects that the C code reads and writes */
+typedef struct LedgerOids
+{
+	bool   valid;
+	uint64 generation; /* changes whenever they are looked up again */
+	Oid    nsp;
+	Oid    owner;
+	Oid    cost_type;
+	Oid    usage;
+	Oid    outcomes;
+	Oid    usage_request_key;
+	Oid    outcomes_external_key;
+	Oid    budget_spend;
+	Oid    budget_spend_key;
+	Oid    budget_holds;
+	Oid    budget_holds_key;
+	Oid    budget_alerts;
+	Oid    budget_alerts_key;
+} LedgerOids;
+
+/* internal SQL as the extension's owner: see owner_sql_begin */
+typedef struct OwnerSql
+{
+	Oid save_userid;
+	int save_sec_context;
+	int save_nestlevel;
+} OwnerSql;
+
+/* a kept SPI plan of the internal SQL, with the generation it was made for */
+typedef struct KeptPlan
+{
+	SPIPlanPtr plan;
+	uint64     generation;
+} KeptPlan;
 
 /*
  * Column numbers (0-based) of a trigger's table, by name: see map_columns
@@ -68,7 +107,16 @@ typedef struct ColumnMap
 } ColumnMap;
 
 /* catalog.c */
-extern void        catalog_init(void);
+extern const char *const budget_query;
+extern void              catalog_init(void);
+extern const LedgerOids *ledger_oids(void);
+extern void              owner_sql_begin(OwnerSql *s);
+extern void              owner_sql_end(OwnerSql *s);
+extern SPIPlanPtr  owner_sql_plan(KeptPlan *cp, const char *sql, int nargs, const Oid *argtypes);
+extern void        budget_from_row(CachedBudget *b, HeapTuple tup, TupleDesc desc, MemoryContext cxt);
+extern const CachedBudget *catalog_budget(int64 id);
+extern bool catalog_convert(int64 nanos, const char *from, const char *to, TimestampTz at,
+							int64 *result);
 extern const char *catalog_resolve_model(const char *provider, const char *model);
 extern bool catalog_price(const char *provider, const char *model, const char *tier, TimestampTz at,
 						  const Tokens *t, int64 requests, CostValue *cost, int64 *price_id);
@@ -78,7 +126,7 @@ extern void                    catalog_register_initiative(const char *name);
 extern const CachedBudget     *catalog_budgets(int *n);
 
 /* ledger_trigger.c */
-extern void map_columns(ColumnMap *map, struct RelationData *rel, const char *const *names, int n);
+extern void map_columns(ColumnMap *map, Relation rel, const char *const *names, int n);
 
 /* jsonb_usage.c */
 extern void usage_jsonb_to_tokens(Jsonb *jb, Tokens *t);

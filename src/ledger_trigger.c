@@ -20,15 +20,20 @@
 
 #include <ctype.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "tokenledger.h"
@@ -480,4 +485,58 @@ append_only(PG_FUNCTION_ARGS)
 											 ? "DELETE"
 											 : "TRUNCATE");
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * The row of a table that holds an idempotency key, as committed now (and
+ * as this transaction wrote it), whatever the transaction's snapshot: a
+ * replay under REPEATABLE READ finds the row that a concurrent recording
+ * committed.  NULL when there is none.
+ */
+static Datum
+row_by_key(FunctionCallInfo fcinfo, Oid relid, Oid indexid, const char *column)
+{
+	Relation    rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple   tup;
+	Snapshot    snapshot;
+	Datum       result = (Datum) 0;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	rel = table_open(relid, AccessShareLock);
+	ScanKeyInit(&key, SPI_fnumber(RelationGetDescr(rel), column), BTEqualStrategyNumber, F_TEXTEQ,
+				PG_GETARG_DATUM(0));
+	scan = systable_beginscan(rel, indexid, true, snapshot, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		result = heap_copy_tuple_as_datum(tup, RelationGetDescr(rel));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+	if (result == (Datum) 0)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/* recorded_usage(request_id): the usage row recorded under a request_id */
+PG_FUNCTION_INFO_V1(recorded_usage);
+Datum
+recorded_usage(PG_FUNCTION_ARGS)
+{
+	const LedgerOids *o = ledger_oids();
+
+	return row_by_key(fcinfo, o->usage, o->usage_request_key, "request_id");
+}
+
+/* recorded_outcome(external_ref): the outcome recorded under an external_ref */
+PG_FUNCTION_INFO_V1(recorded_outcome);
+Datum
+recorded_outcome(PG_FUNCTION_ARGS)
+{
+	const LedgerOids *o = ledger_oids();
+
+	return row_by_key(fcinfo, o->outcomes, o->outcomes_external_key, "external_ref");
 }

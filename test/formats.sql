@@ -75,7 +75,7 @@ SELECT is('{"input": 5, "output": 6, "cache_read": 7, "cache_write": 8, "cache_w
 
 -- malformed and inconsistent objects
 SELECT throws_ok($$SELECT '{"prompt_tokens": 10, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 11}}'::jsonb::tokens$$,
-                 '22P02', 'inconsistent usage object: "prompt_tokens_details.cached_tokens" (11) exceeds "prompt_tokens" (10)',
+                 '22P02', 'inconsistent usage object: "prompt_tokens_details.cached_tokens + cache_write_tokens" (11) exceeds "prompt_tokens" (10)',
                  'cached more than the prompt is refused');
 SELECT throws_ok($$SELECT '{"prompt_tokens": -1, "completion_tokens": 1}'::jsonb::tokens$$, '22P02', NULL, 'a negative count is refused');
 SELECT throws_ok($$SELECT '{"prompt_tokens": 1.5, "completion_tokens": 1}'::jsonb::tokens$$, '22P02', NULL, 'a fractional count is refused');

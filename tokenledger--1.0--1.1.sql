@@ -1,0 +1,417 @@
+-- tokenledger 1.0 -> 1.1: upgrade script (a new installation of 1.1 runs
+-- the 1.0 script and then this one, so both end exactly alike)
+\echo Use "ALTER EXTENSION tokenledger UPDATE TO '1.1'" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- caches: every cached table tells every backend when it changes, also on a
+-- logical-replication subscriber (ENABLE ALWAYS)
+-- ---------------------------------------------------------------------------
+
+CREATE TRIGGER fx_rates_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.fx_rates
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.catalog_changed();
+ALTER TABLE @extschema@.prices ENABLE ALWAYS TRIGGER prices_changed;
+ALTER TABLE @extschema@.model_aliases ENABLE ALWAYS TRIGGER model_aliases_changed;
+ALTER TABLE @extschema@.attribution_rules ENABLE ALWAYS TRIGGER attribution_rules_changed;
+ALTER TABLE @extschema@.initiatives ENABLE ALWAYS TRIGGER initiatives_changed;
+ALTER TABLE @extschema@.budgets ENABLE ALWAYS TRIGGER budgets_changed;
+ALTER TABLE @extschema@.fx_rates ENABLE ALWAYS TRIGGER fx_rates_changed;
+
+-- one conversion for the accounting, the reservations and the reports
+CREATE OR REPLACE FUNCTION @extschema@.convert(amount @extschema@.cost, to_currency text,
+		at timestamptz DEFAULT now())
+	RETURNS @extschema@.cost
+	AS 'MODULE_PATHNAME', 'cost_convert' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+-- ---------------------------------------------------------------------------
+-- idempotent recording under every isolation level: a replay finds the row
+-- a concurrent recording committed, whatever the transaction's snapshot
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.recorded_usage(request_id text) RETURNS @extschema@.usage
+	AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.recorded_usage(text) IS
+	'the usage row recorded under a request_id, as committed now; NULL when none';
+CREATE FUNCTION @extschema@.recorded_outcome(external_ref text) RETURNS @extschema@.outcomes
+	AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.recorded_outcome(text) IS
+	'the outcome recorded under an external_ref, as committed now; NULL when none';
+
+CREATE OR REPLACE FUNCTION @extschema@.record_usage(provider text, model text, usage jsonb,
+		request_id text DEFAULT NULL, occurred_at timestamptz DEFAULT NULL,
+		service_tier text DEFAULT NULL, requests bigint DEFAULT NULL,
+		cost @extschema@.cost DEFAULT NULL, team text DEFAULT NULL, initiative text DEFAULT NULL,
+		principal text DEFAULT NULL, api_key text DEFAULT NULL, app text DEFAULT NULL,
+		environment text DEFAULT NULL, run_id text DEFAULT NULL, prompt_hash text DEFAULT NULL,
+		tags jsonb DEFAULT NULL, reservation_id uuid DEFAULT NULL)
+	RETURNS bigint LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	t tokens := record_usage.usage::tokens;
+	n bigint := coalesce(record_usage.requests,
+						 (record_usage.usage ->> 'num_model_requests')::bigint, 1);
+	tier text := coalesce(record_usage.service_tier, 'standard');
+	old usage;
+	new_id bigint;
+BEGIN
+	-- the second round is for a call recorded concurrently under the same key
+	FOR attempt IN 1 .. 2 LOOP
+		IF record_usage.request_id IS NOT NULL THEN
+			old := recorded_usage(record_usage.request_id);
+			IF old.id IS NOT NULL THEN
+				IF old.provider <> record_usage.provider OR old.model <> record_usage.model
+				   OR old.service_tier <> tier OR old.tokens <> t
+				   OR (record_usage.cost IS NOT NULL AND old.cost IS DISTINCT FROM record_usage.cost) THEN
+					PERFORM replay_conflict('request_id', record_usage.request_id,
+						format('%s %s (%s) %s, cost %s', old.provider, old.model, old.service_tier, old.tokens, coalesce(old.cost::text, 'none')),
+						format('%s %s (%s) %s, cost %s', record_usage.provider, record_usage.model, tier, t, coalesce(record_usage.cost::text, 'none')));
+				END IF;
+				RETURN old.id;
+			END IF;
+		END IF;
+		BEGIN
+			INSERT INTO usage (occurred_at, request_id, provider, model, service_tier, tokens,
+							   requests, cost, team, initiative, principal, api_key, app,
+							   environment, run_id, prompt_hash, tags, reservation_id)
+			VALUES (coalesce(record_usage.occurred_at, now()), record_usage.request_id,
+					record_usage.provider, record_usage.model, tier, t, n, record_usage.cost,
+					record_usage.team, record_usage.initiative, record_usage.principal,
+					record_usage.api_key, record_usage.app, record_usage.environment,
+					record_usage.run_id, record_usage.prompt_hash,
+					coalesce(record_usage.tags, '{}'), record_usage.reservation_id)
+			RETURNING id INTO new_id;
+			RETURN new_id;
+		EXCEPTION WHEN unique_violation THEN
+			IF record_usage.request_id IS NULL OR attempt = 2 THEN
+				RAISE;
+			END IF;
+		END;
+	END LOOP;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.record_outcome(initiative text, metric text, quantity numeric DEFAULT 1,
+		occurred_at timestamptz DEFAULT NULL, value @extschema@.cost DEFAULT NULL,
+		run_id text DEFAULT NULL, external_ref text DEFAULT NULL, attributes jsonb DEFAULT NULL)
+	RETURNS bigint LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	old outcomes;
+	new_id bigint;
+BEGIN
+	-- the second round is for an outcome recorded concurrently under the same key
+	FOR attempt IN 1 .. 2 LOOP
+		IF record_outcome.external_ref IS NOT NULL THEN
+			old := recorded_outcome(record_outcome.external_ref);
+			IF old.id IS NOT NULL THEN
+				IF old.initiative <> record_outcome.initiative OR old.metric <> record_outcome.metric
+				   OR old.quantity <> record_outcome.quantity
+				   OR (record_outcome.value IS NOT NULL AND old.value IS DISTINCT FROM record_outcome.value) THEN
+					PERFORM replay_conflict('external_ref', record_outcome.external_ref,
+						format('%s %s x %s, value %s', old.initiative, old.metric, old.quantity, coalesce(old.value::text, 'none')),
+						format('%s %s x %s, value %s', record_outcome.initiative, record_outcome.metric, record_outcome.quantity, coalesce(record_outcome.value::text, 'none')));
+				END IF;
+				RETURN old.id;
+			END IF;
+		END IF;
+		BEGIN
+			INSERT INTO outcomes (occurred_at, initiative, metric, quantity, value, run_id, external_ref, attributes)
+			VALUES (coalesce(record_outcome.occurred_at, now()), record_outcome.initiative,
+					record_outcome.metric, record_outcome.quantity, record_outcome.value,
+					record_outcome.run_id, record_outcome.external_ref,
+					coalesce(record_outcome.attributes, '{}'))
+			RETURNING id INTO new_id;
+			RETURN new_id;
+		EXCEPTION WHEN unique_violation THEN
+			IF record_outcome.external_ref IS NULL OR attempt = 2 THEN
+				RAISE;
+			END IF;
+		END;
+	END LOOP;
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- corrections
+-- ---------------------------------------------------------------------------
+
+-- only the calls that a price now applies to are touched (and locked)
+CREATE OR REPLACE FUNCTION @extschema@.reprice() RETURNS bigint LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+DECLARE
+	n bigint;
+BEGIN
+	-- the usage trigger fills each cost from the catalog; it allows no other change
+	UPDATE usage u SET price_id = NULL
+	WHERE u.cost IS NULL AND u.entry = 'call'
+	  AND price_of(u.tokens, u.provider, u.model, u.service_tier, u.occurred_at, u.requests) IS NOT NULL;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END $$;
+
+-- concurrent runs for one model queue, and each sees the entries the one
+-- before it appended
+CREATE OR REPLACE FUNCTION @extschema@.rerate(provider text, model text, since timestamptz, until timestamptz)
+	RETURNS bigint LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	n bigint;
+BEGIN
+	IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'rerate() runs under READ COMMITTED, not %', pg_catalog.current_setting('transaction_isolation')
+			USING ERRCODE = 'invalid_transaction_state',
+				  HINT = 'A transaction that cannot see the corrections a concurrent rerate() committed would append them again.';
+	END IF;
+	PERFORM pg_catalog.pg_advisory_xact_lock(29804, pg_catalog.hashtext('rerate ' || rerate.provider || '/' || rerate.model));
+	INSERT INTO usage (occurred_at, provider, model, service_tier, tokens, requests, cost, price_id,
+					   team, initiative, principal, api_key, app, environment, run_id,
+					   prompt_hash, tags, attribution, entry, adjusts, reason)
+	SELECT d.occurred_at, d.provider, d.model, d.service_tier, 'in=0 out=0', 0, d.delta, d.new_price_id,
+		   d.team, d.initiative, d.principal, d.api_key, d.app, d.environment, d.run_id,
+		   d.prompt_hash, d.tags, d.attribution, 'rerate', d.id,
+		   format('rerate: price %s charges %s, was %s', d.new_price_id, d.new_cost, d.charged)
+	FROM (
+		SELECT c.*, c.new_cost - c.charged AS delta
+		FROM (
+			SELECT u.*, p.id AS new_price_id, u.tokens * p.rate AS new_cost,
+				   u.cost + coalesce((SELECT sum(r.cost) FROM usage r
+									  WHERE r.adjusts = u.id AND r.entry = 'rerate'), u.cost * 0) AS charged
+			FROM usage u
+			JOIN prices p ON p.id = price_of(u.tokens, u.provider, u.model, u.service_tier,
+											 u.occurred_at, u.requests)
+			WHERE u.entry = 'call' AND u.price_id IS NOT NULL
+			  AND u.provider = rerate.provider
+			  AND (u.model = rerate.model OR resolve_model(u.provider, u.model) = rerate.model)
+			  AND u.occurred_at >= rerate.since AND u.occurred_at < rerate.until
+		) c
+	) d
+	WHERE amount(d.delta) <> 0;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- the ledger keeps no rows out of sight: no table may inherit from it
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.guard_ledger_inheritance() RETURNS event_trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	child regclass;
+BEGIN
+	SELECT i.inhrelid::regclass INTO child FROM pg_inherits i
+	WHERE i.inhparent IN (to_regclass('@extschema@.usage'), to_regclass('@extschema@.outcomes'))
+	LIMIT 1;
+	IF child IS NOT NULL THEN
+		RAISE EXCEPTION 'table % cannot inherit from the tokenledger ledger', child
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Rows of a child table would escape pricing, budgets and the append-only rules.';
+	END IF;
+END $$;
+CREATE EVENT TRIGGER tokenledger_guard_ledger ON ddl_command_end
+	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+	EXECUTE FUNCTION @extschema@.guard_ledger_inheritance();
+
+-- ---------------------------------------------------------------------------
+-- budgets
+-- ---------------------------------------------------------------------------
+
+-- counters carry their currency: spend that no exchange rate converts to
+-- the budget's currency is counted in its own, never dropped
+ALTER TABLE @extschema@.budget_spend ADD COLUMN currency text;
+UPDATE @extschema@.budget_spend SET currency = @extschema@.currency(spent);
+ALTER TABLE @extschema@.budget_spend ALTER COLUMN currency SET NOT NULL;
+ALTER TABLE @extschema@.budget_spend
+	ADD CONSTRAINT budget_spend_currency_check CHECK (currency = @extschema@.currency(spent));
+ALTER TABLE @extschema@.budget_spend DROP CONSTRAINT budget_spend_pkey;
+ALTER TABLE @extschema@.budget_spend ADD PRIMARY KEY (budget_id, period_start, slot, currency);
+COMMENT ON TABLE @extschema@.budget_spend IS
+	'spend counted against each budget and period, kept by the ledger''s insert path: a period''s spend is the sum of its slots; rows in another currency than the budget''s hold spend no exchange rate converts';
+
+-- alerts are checked when the recording transaction commits, by the module
+DROP TRIGGER budget_checks_at_commit ON @extschema@.budget_checks;
+DROP FUNCTION @extschema@.budget_check_alerts();
+DROP TABLE @extschema@.budget_checks;
+-- settlement is done by the module, as the extension's owner
+DROP FUNCTION @extschema@.budget_settle(uuid[], bigint[]);
+
+-- the budget's lock, in a key space that no role can take from SQL
+CREATE OR REPLACE FUNCTION @extschema@.lock_budget(budget_id bigint) RETURNS void
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+COMMENT ON FUNCTION @extschema@.lock_budget(bigint) IS
+	'the budget''s lock until the transaction ends (reservations and alert checks take it in budget id order)';
+
+-- scope matching: the accounting's own definition
+CREATE OR REPLACE FUNCTION @extschema@.budget_applies(b @extschema@.budgets, team text, initiative text,
+		principal text, api_key text, app text)
+	RETURNS boolean AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.budget_applies(@extschema@.budgets, text, text, text, text, text) IS
+	'whether an active budget applies to a call with these attributes';
+
+-- spent and reserved, read together in one fresh snapshot
+CREATE FUNCTION @extschema@.budget_position(budget_id bigint, period_start timestamptz, currency text,
+		OUT spent @extschema@.cost, OUT reserved @extschema@.cost, OUT unconverted text)
+	RETURNS record AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.budget_position(bigint, timestamptz, text) IS
+	'a budget period''s spend and live reservations in the budget''s currency, as committed now (and this transaction''s own), and the spend no exchange rate converts';
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_spent(budget_id bigint, period_start timestamptz)
+	RETURNS @extschema@.cost LANGUAGE sql VOLATILE PARALLEL RESTRICTED
+	BEGIN ATOMIC
+		SELECT (@extschema@.budget_position(b.id, budget_spent.period_start, @extschema@.currency(b.amount))).spent
+		FROM @extschema@.budgets b WHERE b.id = budget_spent.budget_id;
+	END;
+CREATE OR REPLACE FUNCTION @extschema@.budget_reserved(budget_id bigint, period_start timestamptz)
+	RETURNS @extschema@.cost LANGUAGE sql VOLATILE PARALLEL RESTRICTED
+	BEGIN ATOMIC
+		SELECT (@extschema@.budget_position(b.id, budget_reserved.period_start, @extschema@.currency(b.amount))).reserved
+		FROM @extschema@.budgets b WHERE b.id = budget_reserved.budget_id;
+	END;
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_check(team text DEFAULT NULL, initiative text DEFAULT NULL,
+		principal text DEFAULT NULL, api_key text DEFAULT NULL, app text DEFAULT NULL,
+		estimate @extschema@.cost DEFAULT NULL)
+	RETURNS TABLE (budget_id bigint, name text, allowed boolean, status text,
+				   spent @extschema@.cost, reserved @extschema@.cost, amount @extschema@.cost,
+				   remaining @extschema@.cost, period_start timestamptz, period_end timestamptz)
+	LANGUAGE sql VOLATILE
+	SET search_path = @extschema@, pg_temp
+	BEGIN ATOMIC
+		SELECT c.id, c.name,
+			   c.mode = 'alert'
+			   OR (c.unconverted IS NULL
+				   AND c.spent + c.reserved
+					   + coalesce(convert(budget_check.estimate, currency(c.amount)), c.amount * 0) <= c.amount),
+			   CASE WHEN c.spent >= c.amount THEN 'exceeded'
+					WHEN c.spent >= c.amount * (SELECT min(t) FROM unnest(c.warn_at) t) THEN 'warning'
+					ELSE 'ok' END,
+			   c.spent, c.reserved, c.amount, c.amount - c.spent - c.reserved, c.ps, c.pe
+		FROM (SELECT b.id, b.name, b.mode, b.amount, b.warn_at, p.ps, p.pe,
+					 pos.spent, pos.reserved, pos.unconverted
+			  FROM budgets b
+			  CROSS JOIN LATERAL (SELECT period_start(b.period, now(), b.time_zone) AS ps,
+										 period_end(b.period, now(), b.time_zone) AS pe) p
+			  CROSS JOIN LATERAL budget_position(b.id, p.ps, currency(b.amount)) pos
+			  WHERE budget_applies(b, budget_check.team, budget_check.initiative, budget_check.principal,
+								   budget_check.api_key, budget_check.app)) c
+		ORDER BY c.id;
+	END;
+
+CREATE OR REPLACE FUNCTION @extschema@.budget_reserve(team text DEFAULT NULL, initiative text DEFAULT NULL,
+		principal text DEFAULT NULL, api_key text DEFAULT NULL, app text DEFAULT NULL,
+		estimate @extschema@.cost DEFAULT NULL, ttl interval DEFAULT '10 minutes')
+	RETURNS uuid LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	b budgets;
+	ps timestamptz;
+	pos record;
+	held cost;
+	rid uuid;
+	expires timestamptz := now() + budget_reserve.ttl;
+BEGIN
+	IF budget_reserve.estimate IS NULL THEN
+		RAISE EXCEPTION 'a reservation needs an estimate' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Estimate the call first, e.g. with tokenledger.cost_of(tokens, provider, model).';
+	END IF;
+	IF amount(budget_reserve.estimate) < 0 THEN
+		RAISE EXCEPTION 'a reservation''s estimate cannot be negative: %', budget_reserve.estimate
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF budget_reserve.ttl IS NULL OR budget_reserve.ttl <= interval '0' THEN
+		RAISE EXCEPTION 'a reservation needs a positive ttl' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO budget_reservations (team, initiative, principal, api_key, app, estimate, expires_at)
+	VALUES (budget_reserve.team, budget_reserve.initiative, budget_reserve.principal,
+			budget_reserve.api_key, budget_reserve.app, budget_reserve.estimate, expires)
+	RETURNING id INTO rid;
+	-- every applicable budget, in id order: block budgets are locked in that
+	-- order, as the commit-time alert checks lock them
+	FOR b IN SELECT * FROM budgets x
+			 WHERE budget_applies(x, budget_reserve.team, budget_reserve.initiative,
+								  budget_reserve.principal, budget_reserve.api_key, budget_reserve.app)
+			 ORDER BY x.id LOOP
+		-- the estimate in the budget's currency, at today's rate (22023 when none)
+		held := convert(budget_reserve.estimate, currency(b.amount), now());
+		ps := period_start(b.period, now(), b.time_zone);
+		IF b.mode = 'block' THEN
+			PERFORM lock_budget(b.id);
+			-- after the lock: spend and reservations as committed now, in one snapshot
+			pos := budget_position(b.id, ps, currency(b.amount));
+			IF pos.unconverted IS NOT NULL THEN
+				RAISE EXCEPTION 'budget "%" has spend that no exchange rate converts to %: %',
+					b.name, currency(b.amount), pos.unconverted
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'Add the missing rates to tokenledger.fx_rates; the budget is counted again.';
+			END IF;
+			IF pos.spent + pos.reserved + held > b.amount THEN
+				RAISE EXCEPTION 'budget "%" would be exceeded', b.name
+					USING ERRCODE = 'TL001',
+						  DETAIL = format('Spent %s and reserved %s of %s this %s; the estimate is %s.',
+										  pos.spent, pos.reserved, b.amount, b.period, held),
+						  HINT = 'Wait for the next period, raise the budget, or release reservations no longer needed.';
+			END IF;
+		END IF;
+		INSERT INTO budget_holds (reservation_id, budget_id, period_start, amount, expires_at)
+		VALUES (rid, b.id, ps, held, expires);
+	END LOOP;
+	RETURN rid;
+END $$;
+
+-- a new or changed budget is counted again from the ledger when its
+-- transaction commits (recorders wait only from then until it has)
+DROP TRIGGER budgets_backfill ON @extschema@.budgets;
+CREATE FUNCTION @extschema@.budget_recount(budget_id bigint) RETURNS bigint
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+COMMENT ON FUNCTION @extschema@.budget_recount(bigint) IS
+	'count a budget''s spend again from the ledger, by the rules of the insert path; returns the rows counted';
+CREATE OR REPLACE FUNCTION @extschema@.budget_backfill() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND (OLD.scope, OLD.scope_value, OLD.period, OLD.time_zone, currency(OLD.amount), OLD.active)
+		IS NOT DISTINCT FROM (NEW.scope, NEW.scope_value, NEW.period, NEW.time_zone, currency(NEW.amount), NEW.active) THEN
+		RETURN NULL;
+	END IF;
+	PERFORM budget_recount(NEW.id);
+	RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER budgets_recount AFTER INSERT OR UPDATE ON @extschema@.budgets
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION @extschema@.budget_backfill();
+
+-- changed exchange rates: budgets are counted again at the rates as they now stand
+CREATE FUNCTION @extschema@.fx_rates_recount() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = @extschema@, pg_temp AS $$
+BEGIN
+	PERFORM budget_recount(b.id) FROM budgets b WHERE b.active ORDER BY b.id;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER fx_rates_recount AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.fx_rates
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.fx_rates_recount();
+
+CREATE OR REPLACE VIEW @extschema@.budget_status AS
+SELECT b.id AS budget_id, b.name, b.scope, b.scope_value, b.period, b.time_zone, b.mode, b.active,
+	   c.ps AS period_start, c.pe AS period_end,
+	   @extschema@.amount(c.spent) AS spent,
+	   @extschema@.amount(c.reserved) AS reserved,
+	   @extschema@.amount(b.amount) AS amount,
+	   @extschema@.amount(b.amount) - @extschema@.amount(c.spent) - @extschema@.amount(c.reserved) AS remaining,
+	   @extschema@.currency(b.amount) AS currency,
+	   round(@extschema@.amount(c.spent) / @extschema@.amount(b.amount), 4) AS used_share,
+	   CASE WHEN NOT b.active THEN 'inactive'
+			WHEN c.spent OPERATOR(@extschema@.>=) b.amount THEN 'exceeded'
+			WHEN @extschema@.amount(c.spent) >= @extschema@.amount(b.amount) * (SELECT min(t) FROM unnest(b.warn_at) t) THEN 'warning'
+			ELSE 'ok' END AS status,
+	   c.unconverted
+FROM @extschema@.budgets b
+CROSS JOIN LATERAL (
+	SELECT p.ps, p.pe, pos.spent, pos.reserved, pos.unconverted
+	FROM (SELECT @extschema@.period_start(b.period, now(), b.time_zone) AS ps,
+				 @extschema@.period_end(b.period, now(), b.time_zone) AS pe) p
+	CROSS JOIN LATERAL @extschema@.budget_position(b.id, p.ps, @extschema@.currency(b.amount)) pos
+) c;
+COMMENT ON COLUMN @extschema@.budget_status.unconverted IS
+	'spend in the period that no exchange rate converts to the budget''s currency (e.g. 3.00 EUR), counted apart; NULL when none';
