@@ -124,7 +124,6 @@ static int            nsettles = 0;
 static int            settles_size = 0;
 static HTAB          *touched = NULL; /* PeriodKey: periods whose alerts to check */
 static int            claimed_slot = -1;
-static bool           callbacks_registered = false;
 
 /* the usage columns accounting reads */
 enum
@@ -270,14 +269,12 @@ budget_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransac
 		}
 }
 
-static void
-ensure_callbacks(void)
+/* Called from _PG_init: every transaction's end resets the state above. */
+void
+budget_init(void)
 {
-	if (callbacks_registered)
-		return;
 	RegisterXactCallback(budget_xact_callback, NULL);
 	RegisterSubXactCallback(budget_subxact_callback, NULL);
-	callbacks_registered = true;
 }
 
 /*
@@ -371,7 +368,6 @@ account_row(Relation rel, HeapTuple tuple)
 	for (int i = 0; i < A_NCOLS; i++)
 		values[i] = heap_getattr(tuple, account_map.attno[i] + 1, desc, &nulls[i]);
 
-	ensure_callbacks();
 	if (!nulls[A_RESERVATION_ID])
 	{
 		if (nsettles >= settles_size)

@@ -125,6 +125,9 @@ extern const CachedInitiative *catalog_initiative(const char *name);
 extern void                    catalog_register_initiative(const char *name);
 extern const CachedBudget     *catalog_budgets(int *n);
 
+/* budget.c */
+extern void budget_init(void);
+
 /* ledger_trigger.c */
 extern void map_columns(ColumnMap *map, Relation rel, const char *const *names, int n);
 

@@ -108,6 +108,7 @@ _PG_init(void)
 							   "An ISO 4217 code such as USD or EUR.", &tokenledger_currency, "USD",
 							   PGC_USERSET, 0, check_currency, NULL, NULL);
 	catalog_init();
+	budget_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("tokenledger");
 #else
