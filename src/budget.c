@@ -151,12 +151,11 @@ enum
 	S_PERIOD_START,
 	S_SLOT,
 	S_SPENT,
-	S_CURRENCY,
-	S_NCOLS
+	S_NCOLS,
+	S_CURRENCY = S_NCOLS /* not in the 1.0 schema: see spend_currency_attno */
 };
 
-static const char *const spend_columns[S_NCOLS] = {"budget_id", "period_start", "slot", "spent",
-												   "currency"};
+static const char *const spend_columns[S_NCOLS] = {"budget_id", "period_start", "slot", "spent"};
 
 static HTAB *
 make_hash(const char *name, Size keysize, Size entrysize)
@@ -302,8 +301,8 @@ period_of(const CachedBudget *b, TimestampTz at)
 	if (b->total)
 		TIMESTAMP_NOBEGIN(start);
 	else
-		start = DatumGetTimestampTz(
-			DirectFunctionCall3(timestamptz_trunc_zone, b->period, TimestampTzGetDatum(at), b->time_zone));
+		start = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_trunc_zone, b->period,
+														TimestampTzGetDatum(at), b->time_zone));
 	return start;
 }
 
@@ -439,21 +438,25 @@ lock_tag(LOCKTAG *tag, uint16 kind, int64 key)
 }
 
 /*
- * The slot this transaction writes its spend into: the first free one from
- * the backend's own, locked until the transaction ends (a prepared
- * transaction keeps it); when every slot is taken, wait for the backend's
- * own.
+ * The slot this transaction writes its spend into, locked until the
+ * transaction ends (a prepared transaction keeps it): the first free one of
+ * the shared slots, from the backend's own on; when all are taken, a slot of
+ * the backend's own beyond them (so a period has at most BUDGET_SLOTS +
+ * max_connections rows).  A recorder waits only when a prepared transaction
+ * holds that one.
  */
 static int
 claim_slot(void)
 {
 	LOCKTAG tag;
-	int     start = (int) (BACKEND_NUMBER % BUDGET_SLOTS);
+	int     own = (int) BACKEND_NUMBER;
+	int     start;
 
-	if (start < 0)
-		start = 0;
 	if (claimed_slot >= 0)
 		return claimed_slot;
+	if (own < 0)
+		own = 0;
+	start = own % BUDGET_SLOTS;
 	for (int i = 0; i < BUDGET_SLOTS; i++)
 	{
 		int s = (start + i) % BUDGET_SLOTS;
@@ -462,12 +465,25 @@ claim_slot(void)
 		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
 			return claimed_slot = s;
 	}
-	lock_tag(&tag, LOCK_KIND_SLOT, start);
+	lock_tag(&tag, LOCK_KIND_SLOT, BUDGET_SLOTS + own);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	return claimed_slot = start;
+	return claimed_slot = BUDGET_SLOTS + own;
 }
 
 static ColumnMap spend_map = {InvalidOid, 0, {0}};
+
+/*
+ * budget_spend's currency column, or 0 in a database still at version 1.0
+ * (where counters hold the budget's currency only, as 1.0 counted them),
+ * so that the module serves it until ALTER EXTENSION tokenledger UPDATE.
+ */
+static AttrNumber
+spend_currency_attno(Relation rel)
+{
+	int attno = SPI_fnumber(RelationGetDescr(rel), "currency");
+
+	return attno > 0 ? (AttrNumber) attno : 0;
+}
 
 /* the heap attribute number of a column (scan keys name heap columns) */
 static AttrNumber
@@ -476,10 +492,10 @@ column_attno(Relation rel, const char *name)
 	int attno = SPI_fnumber(RelationGetDescr(rel), name);
 
 	if (attno <= 0)
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
-						errmsg("table \"%s\" has no column \"%s\"", RelationGetRelationName(rel),
-							   name),
-						errhint("Update the extension: ALTER EXTENSION tokenledger UPDATE.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("table \"%s\" has no column \"%s\"", RelationGetRelationName(rel), name),
+				 errhint("Update the extension: ALTER EXTENSION tokenledger UPDATE.")));
 	return (AttrNumber) attno;
 }
 
@@ -489,8 +505,8 @@ init_period_keys(ScanKeyData *keys, Relation rel, int64 budget_id, TimestampTz p
 {
 	ScanKeyInit(&keys[0], column_attno(rel, "budget_id"), BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(budget_id));
-	ScanKeyInit(&keys[1], column_attno(rel, "period_start"), BTEqualStrategyNumber,
-				F_TIMESTAMP_EQ, TimestampTzGetDatum(period_start));
+	ScanKeyInit(&keys[1], column_attno(rel, "period_start"), BTEqualStrategyNumber, F_TIMESTAMP_EQ,
+				TimestampTzGetDatum(period_start));
 }
 
 /* add nanos to this transaction's slot of a counter */
@@ -502,16 +518,20 @@ add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const
 	ScanKeyData keys[4];
 	SysScanDesc scan;
 	HeapTuple   tup;
-	Datum       values[S_NCOLS];
-	bool        nulls[S_NCOLS] = {false};
+	Datum       values[S_NCOLS + 1];
+	AttrNumber  currency_attno = spend_currency_attno(rel);
 	int128      total = e->nanos;
 
 	init_period_keys(keys, rel, e->key.budget_id, e->key.period_start);
 	ScanKeyInit(&keys[2], spend_map.attno[S_SLOT] + 1, BTEqualStrategyNumber, F_INT2EQ,
 				Int16GetDatum((int16) slot));
-	ScanKeyInit(&keys[3], spend_map.attno[S_CURRENCY] + 1, BTEqualStrategyNumber, F_TEXTEQ,
-				CStringGetTextDatum(e->key.currency));
-	scan = systable_beginscan(rel, o->budget_spend_key, true, SnapshotSelf, 4, keys);
+	if (currency_attno == 0 && !e->budget_currency)
+		return;
+	if (currency_attno > 0)
+		ScanKeyInit(&keys[3], currency_attno, BTEqualStrategyNumber, F_TEXTEQ,
+					CStringGetTextDatum(e->key.currency));
+	scan = systable_beginscan(rel, o->budget_spend_key, true, SnapshotSelf,
+							  currency_attno > 0 ? 4 : 3, keys);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
 	{
@@ -552,7 +572,12 @@ add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const
 		for (int i = 0; i < S_NCOLS; i++)
 		{
 			all[spend_map.attno[i]] = values[i];
-			allnulls[spend_map.attno[i]] = nulls[i];
+			allnulls[spend_map.attno[i]] = false;
+		}
+		if (currency_attno > 0)
+		{
+			all[currency_attno - 1] = values[S_CURRENCY];
+			allnulls[currency_attno - 1] = false;
 		}
 		newtup = heap_form_tuple(desc, all, allnulls);
 		CatalogTupleInsertWithInfo(rel, newtup, indstate);
@@ -606,11 +631,11 @@ flush_settles(PendingSettle *batch, int n)
 {
 	static KeptPlan settle_plan;
 	static KeptPlan release_plan;
-	OwnerSql          owner;
-	Datum            *rids = palloc(n * sizeof(Datum));
-	Datum            *uids = palloc(n * sizeof(Datum));
-	Oid               argtypes[2] = {UUIDARRAYOID, INT8ARRAYOID};
-	Datum             args[2];
+	OwnerSql        owner;
+	Datum          *rids = palloc(n * sizeof(Datum));
+	Datum          *uids = palloc(n * sizeof(Datum));
+	Oid             argtypes[2] = {UUIDARRAYOID, INT8ARRAYOID};
+	Datum           args[2];
 
 	for (int i = 0; i < n; i++)
 	{
@@ -651,8 +676,6 @@ static void
 flush_pending(bool all)
 {
 	SubTransactionId cur = GetCurrentSubTransactionId();
-	PendingSpend   **batch = NULL;
-	int              n = 0;
 	bool             snapshot_pushed = false;
 
 	if (!ActiveSnapshotSet())
@@ -664,8 +687,9 @@ flush_pending(bool all)
 	{
 		HASH_SEQ_STATUS seq;
 		PendingSpend   *e;
+		PendingSpend  **batch = palloc(hash_get_num_entries(pending) * sizeof(PendingSpend *));
+		int             n = 0;
 
-		batch = palloc(hash_get_num_entries(pending) * sizeof(PendingSpend *));
 		hash_seq_init(&seq, pending);
 		while ((e = hash_seq_search(&seq)) != NULL)
 			if (all || e->key.subid == cur)
@@ -756,8 +780,8 @@ period_total(const LedgerOids *o, int64 budget_id, TimestampTz period_start, con
 				ctl.keysize = sizeof(PendingKey);
 				ctl.entrysize = sizeof(PendingSpend);
 				ctl.hcxt = CurrentMemoryContext;
-				other = hash_create("other currencies", 8, &ctl,
-									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+				other =
+					hash_create("other currencies", 8, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 			}
 			memset(&k, 0, sizeof(k));
 			memcpy(k.currency, c->currency, CURRENCY_LEN);
@@ -850,12 +874,11 @@ lock_budget_id(int64 budget_id)
 static void
 raise_alert(const CachedBudget *b, TimestampTz period_start, Datum warn_at, int64 spent)
 {
-	static KeptPlan plan;
+	static KeptPlan   plan;
 	const LedgerOids *o = ledger_oids();
-	Oid               argtypes[5] = {INT8OID, TIMESTAMPTZOID, NUMERICOID, o->cost_type,
-									 o->cost_type};
-	Datum             args[5];
-	OwnerSql          owner;
+	Oid      argtypes[5] = {INT8OID, TIMESTAMPTZOID, NUMERICOID, o->cost_type, o->cost_type};
+	Datum    args[5];
+	OwnerSql owner;
 
 	args[0] = Int64GetDatum(b->id);
 	args[1] = TimestampTzGetDatum(period_start);
@@ -950,7 +973,6 @@ check_alerts(void)
 	PeriodKey      *k;
 	PeriodKey      *keys;
 	int             n = 0;
-	volatile bool   snapshot_pushed = false;
 
 	keys = palloc(hash_get_num_entries(touched) * sizeof(PeriodKey));
 	hash_seq_init(&seq, touched);
@@ -962,6 +984,8 @@ check_alerts(void)
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
+		bool snapshot_pushed = false;
+
 		if (!ActiveSnapshotSet())
 		{
 			PushActiveSnapshot(GetTransactionSnapshot());
@@ -1129,21 +1153,19 @@ PG_FUNCTION_INFO_V1(budget_recount);
 Datum
 budget_recount(PG_FUNCTION_ARGS)
 {
-	static KeptPlan budget_plan;
+	static KeptPlan   budget_plan;
 	int64             budget_id = PG_GETARG_INT64(0);
 	const LedgerOids *o = ledger_oids();
 	OwnerSql          owner;
-	CachedBudget      b;
+	CachedBudget      b = {0};
 	bool              active;
 	Relation          rel;
 	ScanKeyData       keys[1];
 	SysScanDesc       scan;
 	HeapTuple         tup;
-	HTAB             *sums;
 	Oid               argtypes[1] = {INT8OID};
 	Datum             args[1];
 	StringInfoData    q;
-	Portal            portal;
 	int64             rows = 0;
 
 	LockRelationOid(o->usage, ShareLock);
@@ -1166,7 +1188,8 @@ budget_recount(PG_FUNCTION_ARGS)
 	{
 		bool isnull;
 
-		active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9, &isnull));
+		active =
+			DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9, &isnull));
 		budget_from_row(&b, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, CurrentMemoryContext);
 	}
 
@@ -1199,6 +1222,8 @@ budget_recount(PG_FUNCTION_ARGS)
 		static const char *const scope_cols[] = {NULL,        "team",    "initiative",
 												 "principal", "api_key", "app"};
 		HASHCTL                  ctl;
+		HTAB                    *sums;
+		Portal                   portal;
 		HASH_SEQ_STATUS          seq;
 		PendingSpend            *e;
 		PendingSpend           **batch;

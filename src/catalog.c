@@ -207,12 +207,11 @@ catalog_inval_callback(Datum arg, Oid relid)
 		if (parts[p].valid &&
 			(relid == InvalidOid || parts[p].relids[0] == relid || parts[p].relids[1] == relid))
 			parts[p].valid = false;
-	if (o->valid &&
-		(relid == InvalidOid || relid == o->usage || relid == o->outcomes ||
-		 relid == o->budget_spend || relid == o->budget_spend_key || relid == o->budget_holds ||
-		 relid == o->budget_holds_key || relid == o->budget_alerts ||
-		 relid == o->budget_alerts_key || relid == o->usage_request_key ||
-		 relid == o->outcomes_external_key))
+	if (o->valid && (relid == InvalidOid || relid == o->usage || relid == o->outcomes ||
+					 relid == o->budget_spend || relid == o->budget_spend_key ||
+					 relid == o->budget_holds || relid == o->budget_holds_key ||
+					 relid == o->budget_alerts || relid == o->budget_alerts_key ||
+					 relid == o->usage_request_key || relid == o->outcomes_external_key))
 	{
 		o->valid = false;
 		ledger_generation++;
@@ -242,8 +241,8 @@ catalog_xact_callback(XactEvent event, void *arg)
 }
 
 static void
-catalog_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						 SubTransactionId parentSubid, void *arg)
+catalog_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
+						 void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
@@ -931,10 +930,10 @@ void
 catalog_register_initiative(const char *name)
 {
 	static KeptPlan plan;
-	OwnerSql          owner;
-	Oid               argtypes[1] = {TEXTOID};
-	Datum             values[1];
-	int               rc;
+	OwnerSql        owner;
+	Oid             argtypes[1] = {TEXTOID};
+	Datum           values[1];
+	int             rc;
 
 	registered_in_xact = true;
 	owner_sql_begin(&owner);
@@ -1008,15 +1007,15 @@ catalog_convert(int64 nanos, const char *from, const char *to, TimestampTz at, i
 	}
 	if (rate == NULL)
 		return false;
-	converted = DatumGetNumeric(
-		DirectFunctionCall2(numeric_mul, NumericGetDatum(nanos_to_numeric(nanos)),
-							NumericGetDatum(rate)));
+	converted = DatumGetNumeric(DirectFunctionCall2(
+		numeric_mul, NumericGetDatum(nanos_to_numeric(nanos)), NumericGetDatum(rate)));
 	if (!numeric_to_nanos(converted, result))
-		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-						errmsg("%s in %s is out of range for type cost",
-							   DatumGetCString(DirectFunctionCall1(numeric_out,
-																   NumericGetDatum(converted))),
-							   to)));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("%s in %s is out of range for type cost",
+					DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(converted))),
+					to)));
 	return true;
 }
 
@@ -1040,17 +1039,19 @@ cost_convert(PG_FUNCTION_ARGS)
 	to_text = PG_GETARG_TEXT_PP(1);
 	at = PG_ARGISNULL(2) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(2);
 	if (!currency_normalize(VARDATA_ANY(to_text), VARSIZE_ANY_EXHDR(to_text), to))
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("\"%s\" is not an ISO 4217 currency code", text_to_cstring(to_text))));
-	if (!catalog_convert(c->nanos, c->currency, to, at, &nanos))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("no exchange rate from %s to %s on %s", c->currency, to,
-						DatumGetCString(DirectFunctionCall1(
-							date_out, DirectFunctionCall1(timestamptz_date, TimestampTzGetDatum(at))))),
-				 errhint("Add one: INSERT INTO tokenledger.fx_rates VALUES ('%s', '%s', <rate>, "
-						 "<effective_from>).",
-						 c->currency, to)));
+				 errmsg("\"%s\" is not an ISO 4217 currency code", text_to_cstring(to_text))));
+	if (!catalog_convert(c->nanos, c->currency, to, at, &nanos))
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("no exchange rate from %s to %s on %s", c->currency, to,
+					DatumGetCString(DirectFunctionCall1(
+						date_out, DirectFunctionCall1(timestamptz_date, TimestampTzGetDatum(at))))),
+			 errhint("Add one: INSERT INTO tokenledger.fx_rates VALUES ('%s', '%s', <rate>, "
+					 "<effective_from>).",
+					 c->currency, to)));
 	PG_RETURN_COST_P(cost_make(nanos, to));
 }
 

@@ -128,8 +128,7 @@ read_openai_chat(JsonbContainer *u, Tokens *t)
 	int64 reasoning = get_count(get_object(u, "completion_tokens_details"), "reasoning_tokens");
 
 	check_part(add_counts(cached, written),
-			   "prompt_tokens_details.cached_tokens + cache_write_tokens", prompt,
-			   "prompt_tokens");
+			   "prompt_tokens_details.cached_tokens + cache_write_tokens", prompt, "prompt_tokens");
 	check_part(reasoning, "completion_tokens_details.reasoning_tokens", completion,
 			   "completion_tokens");
 	t->input = prompt - cached - written;

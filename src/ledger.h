@@ -112,11 +112,11 @@ extern void              catalog_init(void);
 extern const LedgerOids *ledger_oids(void);
 extern void              owner_sql_begin(OwnerSql *s);
 extern void              owner_sql_end(OwnerSql *s);
-extern SPIPlanPtr  owner_sql_plan(KeptPlan *cp, const char *sql, int nargs, const Oid *argtypes);
-extern void        budget_from_row(CachedBudget *b, HeapTuple tup, TupleDesc desc, MemoryContext cxt);
+extern SPIPlanPtr owner_sql_plan(KeptPlan *cp, const char *sql, int nargs, const Oid *argtypes);
+extern void budget_from_row(CachedBudget *b, HeapTuple tup, TupleDesc desc, MemoryContext cxt);
 extern const CachedBudget *catalog_budget(int64 id);
-extern bool catalog_convert(int64 nanos, const char *from, const char *to, TimestampTz at,
-							int64 *result);
+extern bool        catalog_convert(int64 nanos, const char *from, const char *to, TimestampTz at,
+								   int64 *result);
 extern const char *catalog_resolve_model(const char *provider, const char *model);
 extern bool catalog_price(const char *provider, const char *model, const char *tier, TimestampTz at,
 						  const Tokens *t, int64 requests, CostValue *cost, int64 *price_id);
