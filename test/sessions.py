@@ -7,6 +7,8 @@
 - Thresholds crossed together by several recorders, none of which crosses
   alone, raise exactly one alert, without a later recording.
 - Concurrent rerate() runs of one model append each correction once.
+- A budget created while a recorder is in flight counts that recorder's row
+  once: the count of the ledger waits for it.
 - A recorder with more backends recording than there are counter slots
   still counts every row.
 
@@ -165,6 +167,30 @@ def concurrent_rerate(dsn):
         c.close()
 
 
+def budget_created_while_recording(dsn):
+    admin = connect(dsn)
+    recorder = connect(dsn)
+    # the recorder counts its row before the budget exists ...
+    recorder.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
+                        VALUES ('acme', 'm', 'in=1000000 out=0', 'late')""")
+    # ... and the budget is created meanwhile: counting the ledger waits for it
+    admin.execute("""INSERT INTO tokenledger.budgets (name, scope, scope_value, period, amount)
+                     VALUES ('late', 'team', 'late', 'total', '100 USD')""")
+    commit = in_thread(admin.commit)
+    watcher = connect(dsn, autocommit=True)
+    check(wait_until(lambda: waiting_for_lock(watcher, admin.info.backend_pid)),
+          "a new budget's count of the ledger waits for the recorder in flight")
+    recorder.commit()
+    commit()
+    counted, ledger = watcher.execute("""
+        SELECT (SELECT tokenledger.amount(tokenledger.sum(s.spent)) FROM tokenledger.budget_spend s
+                JOIN tokenledger.budgets b ON b.id = s.budget_id WHERE b.name = 'late'),
+               (SELECT tokenledger.amount(tokenledger.sum(cost)) FROM tokenledger.usage WHERE team = 'late')""").fetchone()
+    check(counted == ledger == 1, f"the row recorded meanwhile is counted once: {counted} of {ledger}")
+    for c in (admin, recorder, watcher):
+        c.close()
+
+
 def more_backends_than_slots(dsn):
     admin = connect(dsn, autocommit=True)
     admin.execute("""INSERT INTO tokenledger.budgets (name, scope, scope_value, period, amount)
@@ -197,7 +223,7 @@ def main():
     admin.execute("DROP DATABASE IF EXISTS tokenledger_sessions_test")
     admin.execute("CREATE DATABASE tokenledger_sessions_test")
     dsn = psycopg.conninfo.make_conninfo("", dbname="tokenledger_sessions_test")
-    print("1..9")
+    print("1..11")
     try:
         setup = psycopg.connect(dsn, autocommit=True)
         setup.execute("CREATE EXTENSION tokenledger")
@@ -207,10 +233,11 @@ def main():
         deadlock_at_commit(dsn)
         crossed_together(dsn)
         concurrent_rerate(dsn)
+        budget_created_while_recording(dsn)
         more_backends_than_slots(dsn)
     finally:
         admin.execute("DROP DATABASE IF EXISTS tokenledger_sessions_test WITH (FORCE)")
-    return 0 if all(results) and len(results) == 9 else 1
+    return 0 if all(results) and len(results) == 11 else 1
 
 
 if __name__ == "__main__":
