@@ -48,7 +48,7 @@ DBNAME = "tokenledger_budget_stress_test"
 SEED = int(os.environ.get("TOKENLEDGER_SEED") or 20251123)
 SECONDS = float(os.environ.get("TOKENLEDGER_STRESS_SECONDS") or 8)
 NWORKERS = 6
-PLAN = 15
+PLAN = 17
 
 TEAMS = ["red", "green", "blue"]
 APPS = ["web", "bot", "batch"]
@@ -683,9 +683,12 @@ class Admin(Worker):
     def edit(self):
         r = self.rng
         kind = r.choices(["amount", "active", "scope", "time_zone", "period", "warn_at", "new", "delete"],
-                         [20, 20, 15, 10, 10, 8, 8, 4])[0]
+                         [20, 20, 15, 10, 10, 8, 10, 7])[0]
+        extras = [i for (i,) in self.x("SELECT id FROM tokenledger.budgets WHERE name LIKE 'extra %'").fetchall()]
+        if kind == "new" and len(extras) >= 3 or kind == "delete" and not extras:
+            kind = "amount"
         ids = self.alert_budgets(nonglobal=kind == "scope")
-        bid = r.choice(ids)
+        bid = r.choice(extras if kind == "delete" else ids)
         if kind == "amount":
             self.x("UPDATE tokenledger.budgets SET amount = tokenledger.cost(round(tokenledger.amount(amount) * %s::numeric, 2),"
                    " tokenledger.currency(amount)) WHERE id = %s", (r.choice([0.5, 0.8, 1.25, 2]), bid))
@@ -702,7 +705,7 @@ class Admin(Worker):
         elif kind == "warn_at":
             self.x("UPDATE tokenledger.budgets SET warn_at = %s::numeric[] WHERE id = %s",
                    (r.choice(["{0.5,0.8,1.0}", "{0.3,0.6,0.9,1.2}", "{0.05,0.5,1}"]), bid))
-        elif kind == "new" and self.extras < 4:
+        elif kind == "new":
             self.extras += 1
             scope = r.choice(["global", "team", "app"])
             value = None if scope == "global" else r.choice(TEAMS if scope == "team" else APPS)
@@ -711,7 +714,7 @@ class Admin(Worker):
                    (f"extra {self.extras}", scope, value, r.choice(PERIODS), r.choice(TIME_ZONES),
                     f"{r.choice([5, 10, 20])} {r.choice(['USD', 'EUR'])}"))
         elif kind == "delete":
-            self.x("DELETE FROM tokenledger.budgets WHERE name LIKE 'extra %%' AND id = %s", (bid,))
+            self.x("DELETE FROM tokenledger.budgets WHERE id = %s", (bid,))
         return kind
 
     def run(self):
@@ -910,6 +913,18 @@ def checks_after_final_recordings(conn, notified):
     check(not other and not unconverted, "no spend is counted apart in another currency than the budget's",
           other + unconverted)
 
+    orphans = rows(conn, """
+        SELECT 'budget_spend', s.budget_id, s.period_start::text, s.spent::text FROM tokenledger.budget_spend s
+        WHERE NOT EXISTS (SELECT 1 FROM tokenledger.budgets b WHERE b.id = s.budget_id)
+        UNION ALL
+        SELECT 'budget_holds', h.budget_id, h.period_start::text, h.amount::text FROM tokenledger.budget_holds h
+        WHERE NOT EXISTS (SELECT 1 FROM tokenledger.budgets b WHERE b.id = h.budget_id)
+        UNION ALL
+        SELECT 'budget_alerts', a.budget_id, a.period_start::text, a.threshold::text FROM tokenledger.budget_alerts a
+        WHERE NOT EXISTS (SELECT 1 FROM tokenledger.budgets b WHERE b.id = a.budget_id)""")
+    check(not orphans, "no counter, hold or alert is left of the budgets deleted meanwhile "
+                       "(budget_spend's foreign key holds)", orphans)
+
     status = rows(conn, """
         SELECT s.name, s.spent, l.spent, s.reserved, h.held
         FROM tokenledger.budget_status s
@@ -1019,11 +1034,11 @@ def run(dsn):
                                  f"or the {DELIBERATE} raised on purpose",
           [f"{u[0]} {u[1]}: {u[2]} {u[3]}" for u in shared.unexpected])
     split = [sorted(v) for k, v in sorted(shared.shared_ids.items()) if len(v) != 1]
-    check(not shared.anomalies and not shared.warnings and not split,
-          "replays returned the recorded id, keys recorded concurrently got one id, releases answered right, "
-          "and no session got a WARNING but an alert check cancelled by SSI",
-          shared.anomalies + [f"WARNING in {w[0]}: {w[1]}" for w in shared.warnings]
-          + [f"one request_id, several ids: {s}" for s in split])
+    check(not shared.anomalies and not split,
+          "replays returned the recorded id, keys recorded concurrently got one id, releases answered right",
+          shared.anomalies + [f"one request_id, several ids: {s}" for s in split])
+    check(not shared.warnings, "no session got a WARNING (but for alert checks cancelled by SSI, deferred by design)",
+          [f"WARNING in {w[0]}: {w[1]}" for w in shared.warnings])
 
     conn = psycopg.connect(dsn, autocommit=True)
     conn.execute("SET TIME ZONE 'UTC'")
