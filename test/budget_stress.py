@@ -48,7 +48,7 @@ DBNAME = "tokenledger_budget_stress_test"
 SEED = int(os.environ.get("TOKENLEDGER_SEED") or 20251123)
 SECONDS = float(os.environ.get("TOKENLEDGER_STRESS_SECONDS") or 8)
 NWORKERS = 6
-PLAN = 17
+PLAN = 16
 
 TEAMS = ["red", "green", "blue"]
 APPS = ["web", "bot", "batch"]
