@@ -241,6 +241,7 @@ CREATE OR REPLACE FUNCTION @extschema@.lock_budget(budget_id bigint) RETURNS voi
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 COMMENT ON FUNCTION @extschema@.lock_budget(bigint) IS
 	'the budget''s lock until the transaction ends (reservations and alert checks take it in budget id order)';
+REVOKE EXECUTE ON FUNCTION @extschema@.lock_budget(bigint) FROM PUBLIC;
 
 -- scope matching: the accounting's own definition
 CREATE OR REPLACE FUNCTION @extschema@.budget_applies(b @extschema@.budgets, team text, initiative text,
@@ -301,8 +302,8 @@ CREATE OR REPLACE FUNCTION @extschema@.budget_check(team text DEFAULT NULL, init
 CREATE OR REPLACE FUNCTION @extschema@.budget_reserve(team text DEFAULT NULL, initiative text DEFAULT NULL,
 		principal text DEFAULT NULL, api_key text DEFAULT NULL, app text DEFAULT NULL,
 		estimate @extschema@.cost DEFAULT NULL, ttl interval DEFAULT '10 minutes')
-	RETURNS uuid LANGUAGE plpgsql
-	SET search_path = @extschema@, pg_temp AS $$
+	RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
 	b budgets;
@@ -338,7 +339,10 @@ BEGIN
 		ps := period_start(b.period, now(), b.time_zone);
 		IF b.mode = 'block' THEN
 			PERFORM lock_budget(b.id);
-			-- after the lock: spend and reservations as committed now, in one snapshot
+			IF current_setting('transaction_isolation') = 'read committed' THEN
+				DELETE FROM budget_holds h WHERE h.budget_id = b.id AND h.expires_at <= now();
+			END IF;
+			-- after the lock: spend and reservations as committed now
 			pos := budget_position(b.id, ps, currency(b.amount));
 			IF pos.unconverted IS NOT NULL THEN
 				RAISE EXCEPTION 'budget "%" has spend that no exchange rate converts to %: %',
@@ -354,8 +358,10 @@ BEGIN
 						  HINT = 'Wait for the next period, raise the budget, or release reservations no longer needed.';
 			END IF;
 		END IF;
+		-- a budget deleted since this transaction's snapshot holds nothing
 		INSERT INTO budget_holds (reservation_id, budget_id, period_start, amount, expires_at)
-		VALUES (rid, b.id, ps, held, expires);
+		SELECT rid, b.id, ps, held, expires
+		WHERE EXISTS (SELECT FROM budgets x WHERE x.id = b.id FOR KEY SHARE);
 	END LOOP;
 	RETURN rid;
 END $$;
@@ -367,9 +373,10 @@ CREATE FUNCTION @extschema@.budget_recount(budget_id bigint) RETURNS bigint
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 COMMENT ON FUNCTION @extschema@.budget_recount(bigint) IS
 	'count a budget''s spend again from the ledger, by the rules of the insert path; returns the rows counted';
+REVOKE EXECUTE ON FUNCTION @extschema@.budget_recount(bigint) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION @extschema@.budget_backfill() RETURNS trigger
-	LANGUAGE plpgsql
-	SET search_path = @extschema@, pg_temp AS $$
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 BEGIN
 	IF TG_OP = 'UPDATE' AND (OLD.scope, OLD.scope_value, OLD.period, OLD.time_zone, currency(OLD.amount), OLD.active)
 		IS NOT DISTINCT FROM (NEW.scope, NEW.scope_value, NEW.period, NEW.time_zone, currency(NEW.amount), NEW.active) THEN
@@ -381,10 +388,17 @@ END $$;
 CREATE CONSTRAINT TRIGGER budgets_recount AFTER INSERT OR UPDATE ON @extschema@.budgets
 	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION @extschema@.budget_backfill();
 
+-- a budget is deleted (with its counters, holds and alerts) once no
+-- transaction that may be counting against it is still recording
+CREATE FUNCTION @extschema@.budget_delete_waits() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE TRIGGER budgets_delete_waits BEFORE DELETE ON @extschema@.budgets
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.budget_delete_waits();
+
 -- changed exchange rates: budgets are counted again at the rates as they now stand
 CREATE FUNCTION @extschema@.fx_rates_recount() RETURNS trigger
-	LANGUAGE plpgsql
-	SET search_path = @extschema@, pg_temp AS $$
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 BEGIN
 	PERFORM budget_recount(b.id) FROM budgets b WHERE b.active ORDER BY b.id;
 	RETURN NULL;
@@ -415,3 +429,7 @@ CROSS JOIN LATERAL (
 ) c;
 COMMENT ON COLUMN @extschema@.budget_status.unconverted IS
 	'spend in the period that no exchange rate converts to the budget''s currency (e.g. 3.00 EUR), counted apart; NULL when none';
+
+-- counters written by 1.0 left out spend in other currencies: count every
+-- active budget again by the 1.1 rules
+SELECT @extschema@.budget_recount(b.id) FROM @extschema@.budgets b WHERE b.active ORDER BY b.id;

@@ -58,6 +58,9 @@
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "storage/proc.h"
+#include "utils/acl.h"
+#include "utils/guc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -448,26 +451,39 @@ lock_tag(LOCKTAG *tag, uint16 kind, int64 key)
 static int
 claim_slot(void)
 {
-	LOCKTAG tag;
-	int     own = (int) BACKEND_NUMBER;
-	int     start;
+	LOCKTAG       tag;
+	int           own = (int) BACKEND_NUMBER;
+	int           start;
+	ResourceOwner save_owner;
 
 	if (claimed_slot >= 0)
 		return claimed_slot;
 	if (own < 0)
 		own = 0;
 	start = own % BUDGET_SLOTS;
-	for (int i = 0; i < BUDGET_SLOTS; i++)
+
+	/*
+	 * The lock belongs to the top transaction: a subtransaction that rolls
+	 * back must not give up a slot that the transaction goes on writing.
+	 */
+	save_owner = CurrentResourceOwner;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	for (int i = 0; i < BUDGET_SLOTS && claimed_slot < 0; i++)
 	{
 		int s = (start + i) % BUDGET_SLOTS;
 
 		lock_tag(&tag, LOCK_KIND_SLOT, s);
 		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
-			return claimed_slot = s;
+			claimed_slot = s;
 	}
-	lock_tag(&tag, LOCK_KIND_SLOT, BUDGET_SLOTS + own);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	return claimed_slot = BUDGET_SLOTS + own;
+	if (claimed_slot < 0)
+	{
+		lock_tag(&tag, LOCK_KIND_SLOT, BUDGET_SLOTS + own);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+		claimed_slot = BUDGET_SLOTS + own;
+	}
+	CurrentResourceOwner = save_owner;
+	return claimed_slot;
 }
 
 static ColumnMap spend_map = {InvalidOid, 0, {0}};
@@ -509,10 +525,13 @@ init_period_keys(ScanKeyData *keys, Relation rel, int64 budget_id, TimestampTz p
 				TimestampTzGetDatum(period_start));
 }
 
-/* add nanos to this transaction's slot of a counter */
-static void
-add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const PendingSpend *e,
-			int slot)
+/*
+ * One counter row of a slot: its amount, and when "write" is set, add delta
+ * to it (creating it when absent).  Returns the amount before the change.
+ */
+static int128
+add_to_slot_row(Relation rel, CatalogIndexState indstate, const LedgerOids *o,
+				const PendingSpend *e, int slot, int128 delta, bool write)
 {
 	TupleDesc   desc = RelationGetDescr(rel);
 	ScanKeyData keys[4];
@@ -520,13 +539,11 @@ add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const
 	HeapTuple   tup;
 	Datum       values[S_NCOLS + 1];
 	AttrNumber  currency_attno = spend_currency_attno(rel);
-	int128      total = e->nanos;
+	int128      before = 0;
 
 	init_period_keys(keys, rel, e->key.budget_id, e->key.period_start);
 	ScanKeyInit(&keys[2], spend_map.attno[S_SLOT] + 1, BTEqualStrategyNumber, F_INT2EQ,
 				Int16GetDatum((int16) slot));
-	if (currency_attno == 0 && !e->budget_currency)
-		return;
 	if (currency_attno > 0)
 		ScanKeyInit(&keys[3], currency_attno, BTEqualStrategyNumber, F_TEXTEQ,
 					CStringGetTextDatum(e->key.currency));
@@ -539,24 +556,19 @@ add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const
 		Datum d = heap_getattr(tup, spend_map.attno[S_SPENT] + 1, desc, &isnull);
 
 		if (!isnull)
-			total += DatumGetCostP(d)->nanos;
+			before = DatumGetCostP(d)->nanos;
 	}
-	if (total > (int128) NANOS_MAX || total < -(int128) NANOS_MAX)
-		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-						errmsg("spend counted against budget " INT64_FORMAT
-							   " is out of range for type cost",
-							   e->key.budget_id)));
-	if (HeapTupleIsValid(tup))
+	if (write && HeapTupleIsValid(tup))
 	{
 		int       col = spend_map.attno[S_SPENT] + 1;
-		Datum     v = CostPGetDatum(cost_make((int64) total, e->key.currency));
+		Datum     v = CostPGetDatum(cost_make((int64) (before + delta), e->key.currency));
 		bool      n = false;
 		HeapTuple newtup = heap_modify_tuple_by_cols(tup, desc, 1, &col, &v, &n);
 
 		CatalogTupleUpdateWithInfo(rel, &tup->t_self, newtup, indstate);
 		heap_freetuple(newtup);
 	}
-	else
+	else if (write)
 	{
 		Datum    *all = palloc(desc->natts * sizeof(Datum));
 		bool     *allnulls = palloc(desc->natts * sizeof(bool));
@@ -565,7 +577,7 @@ add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const
 		values[S_BUDGET_ID] = Int64GetDatum(e->key.budget_id);
 		values[S_PERIOD_START] = TimestampTzGetDatum(e->key.period_start);
 		values[S_SLOT] = Int16GetDatum((int16) slot);
-		values[S_SPENT] = CostPGetDatum(cost_make((int64) total, e->key.currency));
+		values[S_SPENT] = CostPGetDatum(cost_make((int64) delta, e->key.currency));
 		values[S_CURRENCY] = CStringGetTextDatum(e->key.currency);
 		for (int i = 0; i < desc->natts; i++)
 			allnulls[i] = true;
@@ -584,6 +596,48 @@ add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const
 		heap_freetuple(newtup);
 	}
 	systable_endscan(scan);
+	return before;
+}
+
+/*
+ * Add nanos to this transaction's slot of a counter.  A counter row holds
+ * at most what a cost can; spend beyond it goes on in further rows of the
+ * same slot (slot + k x SLOT_SPILL), which only this transaction writes
+ * either, so recording never fails because a counter is full.
+ */
+#define SLOT_SPILL 10000
+
+static void
+add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const PendingSpend *e,
+			int slot)
+{
+	int128 remaining = e->nanos;
+
+	for (int k = 0; remaining != 0; k++)
+	{
+		int128 room;
+		int128 held;
+
+		if (slot + k * SLOT_SPILL > PG_INT16_MAX)
+			ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+							errmsg("spend counted against budget " INT64_FORMAT
+								   " in one period is out of range",
+								   e->key.budget_id)));
+		held = add_to_slot_row(rel, indstate, o, e, slot + k * SLOT_SPILL, 0, false);
+		room = remaining > 0 ? (int128) NANOS_MAX - held : -(int128) NANOS_MAX - held;
+		if ((remaining > 0 && room <= 0) || (remaining < 0 && room >= 0))
+			continue;
+		if ((remaining > 0 && remaining <= room) || (remaining < 0 && remaining >= room))
+		{
+			(void) add_to_slot_row(rel, indstate, o, e, slot + k * SLOT_SPILL, remaining, true);
+			remaining = 0;
+		}
+		else
+		{
+			(void) add_to_slot_row(rel, indstate, o, e, slot + k * SLOT_SPILL, room, true);
+			remaining -= room;
+		}
+	}
 }
 
 /* write counted spend into the counters; each entry's key is its counter */
@@ -605,7 +659,7 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 	{
 		PendingSpend *e = entries[i];
 
-		if (e->nanos != 0)
+		if (e->nanos != 0 && (e->budget_currency || spend_currency_attno(rel) > 0))
 			add_to_slot(rel, indstate, o, e, slot);
 		if (note_touched && e->budget_currency)
 		{
@@ -636,6 +690,7 @@ flush_settles(PendingSettle *batch, int n)
 	Datum          *uids = palloc(n * sizeof(Datum));
 	Oid             argtypes[2] = {UUIDARRAYOID, INT8ARRAYOID};
 	Datum           args[2];
+	Snapshot        snapshot;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -649,7 +704,9 @@ flush_settles(PendingSettle *batch, int n)
 	args[1] =
 		PointerGetDatum(construct_array(uids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	owner_sql_begin(&owner);
-	if (SPI_execute_plan(
+	/* the reservations as committed now, whatever the transaction's snapshot */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	if (SPI_execute_snapshot(
 			owner_sql_plan(&settle_plan,
 						   "UPDATE tokenledger.budget_reservations r"
 						   " SET settled_at = pg_catalog.now(), settled_by = s.usage_id"
@@ -658,13 +715,15 @@ flush_settles(PendingSettle *batch, int n)
 						   " WHERE r.id OPERATOR(pg_catalog.=) s.reservation_id"
 						   "   AND r.settled_at IS NULL AND r.released_at IS NULL",
 						   2, argtypes),
-			args, NULL, false, 0) < 0 ||
-		SPI_execute_plan(owner_sql_plan(&release_plan,
-										"DELETE FROM tokenledger.budget_holds h"
-										" WHERE h.reservation_id OPERATOR(pg_catalog.=) ANY ($1)",
-										1, argtypes),
-						 args, NULL, false, 0) < 0)
+			args, NULL, snapshot, InvalidSnapshot, false, true, 0) < 0 ||
+		SPI_execute_snapshot(
+			owner_sql_plan(&release_plan,
+						   "DELETE FROM tokenledger.budget_holds h"
+						   " WHERE h.reservation_id OPERATOR(pg_catalog.=) ANY ($1)",
+						   1, argtypes),
+			args, NULL, snapshot, InvalidSnapshot, false, true, 0) < 0)
 		elog(ERROR, "could not settle reservations");
+	UnregisterSnapshot(snapshot);
 	owner_sql_end(&owner);
 }
 
@@ -871,6 +930,29 @@ lock_budget_id(int64 budget_id)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
+/*
+ * The budget's lock for a commit-time alert check: waited for a second at
+ * most.  A reserver normally holds it for milliseconds; one that holds it
+ * longer (prepared, or one whose own commit checks budgets in another
+ * order) must not stall this commit, and the next recording against the
+ * period raises what this one could not.
+ */
+static bool
+lock_budget_briefly(int64 budget_id)
+{
+	LOCKTAG tag;
+
+	lock_tag(&tag, LOCK_KIND_BUDGET, budget_id);
+	for (int i = 0; i < 100; i++)
+	{
+		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+			return true;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10000L);
+	}
+	return false;
+}
+
 static void
 raise_alert(const CachedBudget *b, TimestampTz period_start, Datum warn_at, int64 spent)
 {
@@ -891,7 +973,8 @@ raise_alert(const CachedBudget *b, TimestampTz period_start, Datum warn_at, int6
 				&plan,
 				"WITH a AS (INSERT INTO tokenledger.budget_alerts AS a"
 				"    (budget_id, period_start, threshold, spent, amount)"
-				"  VALUES ($1, $2, $3, $4, $5)"
+				"  SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT FROM tokenledger.budgets x"
+				"                                          WHERE x.id OPERATOR(pg_catalog.=) $1)"
 				"  ON CONFLICT (budget_id, period_start, threshold) DO NOTHING RETURNING a.id)"
 				" SELECT pg_catalog.pg_notify('tokenledger_budget', pg_catalog.json_build_object("
 				"  'alert_id', a.id, 'budget_id', b.id, 'budget', b.name, 'scope', b.scope,"
@@ -931,28 +1014,34 @@ check_periods(PeriodKey *keys, int n)
 	{
 		const CachedBudget *b = catalog_budget(keys[i].budget_id);
 		bool               *alerted;
-		Snapshot            latest;
 		int128              spend;
 
 		if (b == NULL || b->nthresholds == 0)
 			continue;
-		/* committed, in progress elsewhere, and this transaction's own */
+		/*
+		 * Committed, in progress elsewhere, and this transaction's own.  (A
+		 * row being updated by a transaction in progress is seen in both its
+		 * versions: the estimate errs towards checking.)
+		 */
 		spend = period_total(o, b->id, keys[i].period_start, b->amount.currency, &dirty, NULL);
 		if (spend < b->thresholds[0])
 			continue;
 		alerted = palloc(sizeof(bool) * b->nthresholds);
-		latest = RegisterSnapshot(GetLatestSnapshot());
-		alerted_thresholds(o, b, keys[i].period_start, latest, alerted);
-		UnregisterSnapshot(latest);
+		alerted_thresholds(o, b, keys[i].period_start, SnapshotSelf, alerted);
 		if (!alert_due(b, alerted, spend))
 			continue;
 
-		/* what is committed once the budget is ours, and this transaction's own */
-		lock_budget_id(b->id);
-		latest = RegisterSnapshot(GetLatestSnapshot());
-		spend = period_total(o, b->id, keys[i].period_start, b->amount.currency, latest, NULL);
-		alerted_thresholds(o, b, keys[i].period_start, latest, alerted);
-		UnregisterSnapshot(latest);
+		/*
+		 * What is committed once the budget is ours, and this transaction's
+		 * own.  The reads take no snapshot (so no predicate locks under
+		 * SERIALIZABLE): each transaction's spend in a period is one row, so
+		 * they see each transaction's spend whole or not at all.
+		 */
+		if (!lock_budget_briefly(b->id))
+			continue;
+		spend =
+			period_total(o, b->id, keys[i].period_start, b->amount.currency, SnapshotSelf, NULL);
+		alerted_thresholds(o, b, keys[i].period_start, SnapshotSelf, alerted);
 		for (int t = 0; t < b->nthresholds; t++)
 			if (!alerted[t] && spend >= b->thresholds[t])
 				raise_alert(b, keys[i].period_start, b->warn_at[t],
@@ -1077,7 +1166,6 @@ budget_position(PG_FUNCTION_ARGS)
 	text             *cur = PG_GETARG_TEXT_PP(2);
 	const LedgerOids *o = ledger_oids();
 	TupleDesc         rdesc;
-	Snapshot          snapshot;
 	StringInfoData    others;
 	int128            spent;
 	int128            reserved = 0;
@@ -1091,19 +1179,26 @@ budget_position(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "budget_position: return type must be a row type");
+	if (pg_class_aclcheck(o->budget_spend, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "budget_spend");
+	if (pg_class_aclcheck(o->budget_holds, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "budget_holds");
 	if (!currency_normalize(VARDATA_ANY(cur), VARSIZE_ANY_EXHDR(cur), currency))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("\"%s\" is not an ISO 4217 currency code", text_to_cstring(cur))));
-	snapshot = RegisterSnapshot(IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
-	initStringInfo(&others);
-	spent = period_total(o, budget_id, period_start, currency, snapshot, &others);
-
+	/*
+	 * Committed now, and this transaction's own, without a snapshot (no
+	 * predicate locks under SERIALIZABLE).  Each transaction's spend in a
+	 * period is one counter row; a settlement removes holds and adds spend,
+	 * so the holds are read first: a settlement that commits in between is
+	 * counted twice, never missed.
+	 */
 	rel = table_open(o->budget_holds, AccessShareLock);
 	amount_att = SPI_fnumber(RelationGetDescr(rel), "amount");
 	init_period_keys(keys, rel, budget_id, period_start);
 	ScanKeyInit(&keys[2], column_attno(rel, "expires_at"), BTGreaterStrategyNumber, F_TIMESTAMP_GT,
 				TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
-	scan = systable_beginscan(rel, o->budget_holds_key, true, snapshot, 3, keys);
+	scan = systable_beginscan(rel, o->budget_holds_key, true, SnapshotSelf, 3, keys);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		bool  isnull;
@@ -1114,7 +1209,9 @@ budget_position(PG_FUNCTION_ARGS)
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	UnregisterSnapshot(snapshot);
+
+	initStringInfo(&others);
+	spent = period_total(o, budget_id, period_start, currency, SnapshotSelf, &others);
 
 	if (spent > (int128) NANOS_MAX || spent < -(int128) NANOS_MAX || reserved > (int128) NANOS_MAX)
 		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -1140,6 +1237,54 @@ lock_budget(PG_FUNCTION_ARGS)
 {
 	lock_budget_id(PG_GETARG_INT64(0));
 	PG_RETURN_VOID();
+}
+
+static void
+budget_change_context(void *arg)
+{
+	errcontext("waiting for the transactions recording usage to end, to count budgets again");
+}
+
+/*
+ * Wait for the transactions that are recording usage to end, and keep new
+ * ones off until this transaction ends: they counted under the budgets as
+ * they were.  Budget changes queue on it too (the lock conflicts with
+ * itself).  Waited for 5 seconds at most, or lock_timeout when shorter: a
+ * recorder that stays open (prepared, or idle in a transaction) must not
+ * stall all recording behind a budget change, which then fails with 55P03
+ * and can be made again.
+ */
+static void
+lock_ledger_for_budget_change(const LedgerOids *o)
+{
+	ErrorContextCallback context;
+	int                  nest = NewGUCNestLevel();
+
+	if (LockTimeout == 0 || LockTimeout > 5000)
+		(void) set_config_option("lock_timeout", "5s", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+	context.callback = budget_change_context;
+	context.arg = NULL;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
+	LockRelationOid(o->usage, ShareRowExclusiveLock);
+	error_context_stack = context.previous;
+	AtEOXact_GUC(true, nest);
+}
+
+/*
+ * BEFORE DELETE trigger of budgets, per statement: a budget is deleted
+ * (with its counters, holds and alerts) once no transaction that may be
+ * counting against it is still recording.
+ */
+PG_FUNCTION_INFO_V1(budget_delete_waits);
+Datum
+budget_delete_waits(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "budget_delete_waits: not called by the trigger manager");
+	lock_ledger_for_budget_change(ledger_oids());
+	return PointerGetDatum(NULL);
 }
 
 /*
@@ -1168,7 +1313,7 @@ budget_recount(PG_FUNCTION_ARGS)
 	StringInfoData    q;
 	int64             rows = 0;
 
-	LockRelationOid(o->usage, ShareLock);
+	lock_ledger_for_budget_change(o);
 	owner_sql_begin(&owner);
 	PushActiveSnapshot(GetLatestSnapshot());
 

@@ -353,7 +353,12 @@ owner_sql_plan(KeptPlan *cp, const char *sql, int nargs, const Oid *argtypes)
 	if (cp->plan != NULL && cp->generation == o->generation)
 		return cp->plan;
 	if (cp->plan != NULL)
-		SPI_freeplan(cp->plan);
+	{
+		SPIPlanPtr old = cp->plan;
+
+		cp->plan = NULL;
+		SPI_freeplan(old);
+	}
 	cp->plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes, CURSOR_OPT_GENERIC_PLAN);
 	if (cp->plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
@@ -934,16 +939,25 @@ catalog_register_initiative(const char *name)
 	Oid             argtypes[1] = {TEXTOID};
 	Datum           values[1];
 	int             rc;
+	Snapshot        snapshot;
 
 	registered_in_xact = true;
 	owner_sql_begin(&owner);
 	registering = true;
 	values[0] = CStringGetTextDatum(name);
-	rc = SPI_execute_plan(owner_sql_plan(&plan,
-										 "INSERT INTO tokenledger.initiatives (name) VALUES ($1)"
-										 " ON CONFLICT (name) DO NOTHING",
-										 1, argtypes),
-						  values, NULL, false, 0);
+	/*
+	 * As committed now: under REPEATABLE READ, a name that another session
+	 * registered after the snapshot is a conflict to skip, not a
+	 * serialization failure.
+	 */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	rc =
+		SPI_execute_snapshot(owner_sql_plan(&plan,
+											"INSERT INTO tokenledger.initiatives (name) VALUES ($1)"
+											" ON CONFLICT (name) DO NOTHING",
+											1, argtypes),
+							 values, NULL, snapshot, InvalidSnapshot, false, true, 0);
+	UnregisterSnapshot(snapshot);
 	registering = false;
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not register initiative \"%s\"", name);

@@ -27,6 +27,8 @@
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -500,22 +502,22 @@ row_by_key(FunctionCallInfo fcinfo, Oid relid, Oid indexid, const char *column)
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple   tup;
-	Snapshot    snapshot;
 	Datum       result = (Datum) 0;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
 	rel = table_open(relid, AccessShareLock);
 	ScanKeyInit(&key, SPI_fnumber(RelationGetDescr(rel), column), BTEqualStrategyNumber, F_TEXTEQ,
 				PG_GETARG_DATUM(0));
-	scan = systable_beginscan(rel, indexid, true, snapshot, 1, &key);
+	/* no snapshot: callable in a parallel query, and no predicate locks */
+	scan = systable_beginscan(rel, indexid, true, SnapshotSelf, 1, &key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
 		result = heap_copy_tuple_as_datum(tup, RelationGetDescr(rel));
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	UnregisterSnapshot(snapshot);
 	if (result == (Datum) 0)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
