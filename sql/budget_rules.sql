@@ -134,3 +134,27 @@ WHERE tgfoid = 'tokenledger.catalog_changed'::regproc ORDER BY 1, 2;
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT rerate('acme', 'm', '2020-01-01', '2030-01-01');
 ROLLBACK;
+
+-- 8. A counter beyond what one row holds goes on in further rows: recording
+-- is never refused because a budget's spend is large (9e9 VND is less than
+-- 370,000 USD)
+INSERT INTO fx_rates VALUES ('USD', 'VND', 25000, '2020-01-01');
+INSERT INTO budgets (name, scope, scope_value, period, amount) VALUES ('dong', 'team', 'vn', 'year', '9000000000 VND');
+INSERT INTO usage (provider, model, tokens, cost, team) VALUES
+	('acme', 'm', 'in=1 out=0', '200000 USD', 'vn'), ('acme', 'm', 'in=1 out=0', '200000 USD', 'vn');
+INSERT INTO usage (provider, model, tokens, cost, team) VALUES ('acme', 'm', 'in=1 out=0', '200000 USD', 'vn');
+SELECT count(*) AS counter_rows, sum(tokenledger.amount(s.spent)) AS vnd
+FROM budget_spend s JOIN budgets b ON b.id = s.budget_id WHERE b.name = 'dong';
+SELECT count(*) AS recorded FROM usage WHERE team = 'vn';
+
+-- 9. A recorded row by its key, from a parallel query too
+INSERT INTO usage (provider, model, tokens, request_id) SELECT 'acme', 'm', 'in=1 out=0', 'par-' || i FROM generate_series(1, 200) i;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+SELECT count((recorded_usage(u.request_id)).id) AS found FROM usage u WHERE u.request_id LIKE 'par-%';
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;

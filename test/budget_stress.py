@@ -22,7 +22,11 @@ whose cost is at most the estimate, so spend plus live holds may never
 exceed a block budget's amount.  After the workers stop, one tiny recording
 against each alert budget's scope lets the alerts of concurrent commits
 land; then the counters are compared with the ledger in both directions,
-and the alerts, reservations and NOTIFYs are checked.
+and the alerts, reservations and NOTIFYs are checked.  The errors a worker
+may meet are TL001 (a block budget refuses), 40001 (retried), 23505 (a
+deliberate replay conflict) and the error raised on purpose in PL/pgSQL;
+the only WARNING allowed is an alert check that SSI cancelled, which the
+extension defers to the next recording by design.
 
 Seeded: TOKENLEDGER_SEED (printed as a TAP comment) picks every worker's
 choices; TOKENLEDGER_STRESS_SECONDS (default 8) how long they run.  Uses a
@@ -81,22 +85,22 @@ def comment(text):
 # set-up
 # ---------------------------------------------------------------------------
 
-SETUP = f"""
+SETUP = """
 CREATE EXTENSION tokenledger;
 INSERT INTO tokenledger.prices (provider, model, effective_from, rate) VALUES
   ('acme', 'm', '2020-01-01', 'in=1 out=0 USD/1M'),
   ('acme', 'e', '2020-01-01', 'in=1 out=0 EUR/1M');
 INSERT INTO tokenledger.fx_rates VALUES ('EUR', 'USD', 1.1, '2000-01-01');
 INSERT INTO tokenledger.budgets (name, scope, scope_value, period, time_zone, amount, warn_at, mode) VALUES
-  ('global daily',       'global', NULL,    'day',   'UTC',              '40 USD',  '{{0.5,0.8,1.0}}',                 'alert'),
-  ('global monthly eur', 'global', NULL,    'month', 'UTC',              '90 EUR',  '{{0.25,0.5,0.75,1.0}}',           'alert'),
-  ('all time',           'global', NULL,    'total', 'UTC',              '150 USD', '{{0.25,0.5,0.75,1.0,2.0}}',       'alert'),
-  ('red weekly',         'team',   'red',   'week',  'UTC',              '12 USD',  '{{0.5,0.8,1.0}}',                 'alert'),
-  ('green monthly',      'team',   'green', 'month', 'Europe/Berlin',    '12 USD',  '{{0.5,0.8,1.0}}',                 'alert'),
-  ('web daily',          'app',    'web',   'day',   'America/New_York', '6 USD',   '{{0.1,0.25,0.5,0.75,1.0,1.5,2}}', 'alert'),
-  ('blk1 total',         'team',   'blk1',  'total', 'UTC',              '2 USD',   '{{0.5,0.8,1.0}}',                 'block'),
-  ('blk2 daily',         'team',   'blk2',  'day',   'Asia/Tokyo',       '1.5 USD', '{{0.5,0.8,1.0}}',                 'block'),
-  ('blk3 monthly eur',   'team',   'blk3',  'month', 'UTC',              '1.2 EUR', '{{0.5,0.8,1.0}}',                 'block');
+  ('global daily',       'global', NULL,    'day',   'UTC',              '40 USD',  '{0.5,0.8,1.0}',                 'alert'),
+  ('global monthly eur', 'global', NULL,    'month', 'UTC',              '90 EUR',  '{0.25,0.5,0.75,1.0}',           'alert'),
+  ('all time',           'global', NULL,    'total', 'UTC',              '150 USD', '{0.25,0.5,0.75,1.0,2.0}',       'alert'),
+  ('red weekly',         'team',   'red',   'week',  'UTC',              '12 USD',  '{0.5,0.8,1.0}',                 'alert'),
+  ('green monthly',      'team',   'green', 'month', 'Europe/Berlin',    '12 USD',  '{0.5,0.8,1.0}',                 'alert'),
+  ('web daily',          'app',    'web',   'day',   'America/New_York', '6 USD',   '{0.1,0.25,0.5,0.75,1.0,1.5,2}', 'alert'),
+  ('blk1 total',         'team',   'blk1',  'total', 'UTC',              '2 USD',   '{0.5,0.8,1.0}',                 'block'),
+  ('blk2 daily',         'team',   'blk2',  'day',   'Asia/Tokyo',       '1.5 USD', '{0.5,0.8,1.0}',                 'block'),
+  ('blk3 monthly eur',   'team',   'blk3',  'month', 'UTC',              '1.2 EUR', '{0.5,0.8,1.0}',                 'block');
 """
 
 # the columns every recording below names
@@ -972,10 +976,13 @@ def checks_after_final_recordings(conn, notified):
           missing)
 
     ids = [r[0] for r in rows(conn, "SELECT id FROM tokenledger.budget_alerts ORDER BY id")]
-    got = Counter(n.get("alert_id") for n in notified)
+    # the alerts of a budget deleted meanwhile went with it (ON DELETE CASCADE)
+    budgets = {r[0] for r in rows(conn, "SELECT id FROM tokenledger.budgets")}
+    got = Counter(n.get("alert_id") for n in notified if n.get("budget_id") in budgets)
     twice = {k: v for k, v in got.items() if v > 1}
     check(sorted(got) == ids and not twice,
-          f"every alert row was notified once on tokenledger_budget ({len(notified)} notifications), no other",
+          f"every alert row was notified once on tokenledger_budget ({sum(got.values())} notifications of "
+          f"budgets that still exist), no other",
           [f"rows not notified: {sorted(set(ids) - set(got))[:20]}", f"notified without a row: "
            f"{sorted(set(got) - set(ids), key=str)[:20]}", f"notified more than once: {twice}"])
 

@@ -9,6 +9,12 @@
 - Concurrent rerate() runs of one model append each correction once.
 - A budget created while a recorder is in flight counts that recorder's row
   once: the count of the ledger waits for it.
+- A rolled-back savepoint keeps the transaction's counter slot; a budget
+  change behind a prepared recorder gives up (55P03) instead of stalling
+  recording; a recorder commits beside a prepared reserver; REPEATABLE READ
+  recorders settle reservations made after their snapshot; SERIALIZABLE
+  recorders that read the budget both commit; deleting a budget waits for
+  recorders and leaves no counter; changes of exchange rates queue.
 - A recorder with more backends recording than there are counter slots
   still counts every row.
 
@@ -16,6 +22,7 @@ Uses a database of its own.  Prints TAP.
 """
 import sys
 import threading
+import time
 from decimal import Decimal
 
 import psycopg
@@ -66,7 +73,6 @@ def waiting_for_lock(admin, pid):
 
 
 def wait_until(pred, timeout=10.0):
-    import time
     end = time.time() + timeout
     while time.time() < end:
         if pred():
@@ -92,8 +98,9 @@ def deadlock_at_commit(dsn):
     reserver.execute("SELECT tokenledger.lock_budget(%s)", (ids[0],))
     rpid = recorder.info.backend_pid
     commit = in_thread(recorder.commit)
-    check(wait_until(lambda: waiting_for_lock(admin, rpid)),
-          "the recorder's commit waits for the first budget's lock")
+    time.sleep(0.2)
+    state = admin.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (rpid,)).fetchone()[0]
+    check(state == 'active', f"the recorder's commit waits for the first budget's lock ({state})")
     # ... and then takes the second: with both in id order, nobody waits on it
     error = None
     try:
@@ -191,6 +198,177 @@ def budget_created_while_recording(dsn):
         c.close()
 
 
+def slot_survives_savepoint_rollback(dsn):
+    admin = connect(dsn, autocommit=True)
+    admin.execute("""INSERT INTO tokenledger.budgets (name, scope, scope_value, period, amount)
+                     VALUES ('savepoints', 'team', 'sp', 'total', '100 USD')""")
+    a = connect(dsn)
+    a.execute("SAVEPOINT s")
+    a.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
+                 VALUES ('acme', 'm', 'in=1000000 out=0', 'sp')""")
+    a.execute("ROLLBACK TO SAVEPOINT s")
+    held = admin.execute("""SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory'
+                            AND objsubid = 3 AND granted""", (a.info.backend_pid,)).fetchone()[0]
+    check(held == 1, f"a rolled-back savepoint keeps the transaction's counter slot ({held} held)")
+    a.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
+                 VALUES ('acme', 'm', 'in=1000000 out=0', 'sp')""")
+    a.commit()
+    a.close()
+    admin.close()
+
+
+def open_recorders_do_not_stall(dsn):
+    admin = connect(dsn, autocommit=True)
+    admin.execute("""INSERT INTO tokenledger.budgets (name, scope, scope_value, period, amount, mode, warn_at)
+                     VALUES ('held', 'team', 'held', 'total', '10 USD', 'block', '{0.5}')""")
+    prepared = connect(dsn)
+    prepared.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
+                        VALUES ('acme', 'm', 'in=1000000 out=0', 'held')""")
+    prepared.execute("PREPARE TRANSACTION 'tl-open-recorder'")
+    editor = connect(dsn)
+    t0 = time.time()
+    code = None
+    try:
+        editor.execute("""INSERT INTO tokenledger.budgets (name, scope, period, amount)
+                          VALUES ('edited meanwhile', 'global', 'day', '100 USD')""")
+        editor.commit()
+    except psycopg.Error as e:
+        code = e.sqlstate
+        editor.rollback()
+    waited = time.time() - t0
+    check(code == '55P03' and waited < 10,
+          f"a budget change behind a prepared recorder gives up with 55P03 ({code}, {waited:.1f} s)")
+    recorder = connect(dsn, autocommit=True)
+    t0 = time.time()
+    recorder.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
+                        VALUES ('acme', 'm', 'in=1000000 out=0', 'elsewhere')""")
+    check(time.time() - t0 < 2, "recording goes on meanwhile")
+    # a prepared reserver holds the budget's lock: a recorder crossing a
+    # threshold of that budget still commits at once
+    reserver = connect(dsn)
+    reserver.execute("SELECT tokenledger.budget_reserve(team => 'held', estimate => '1 USD')")
+    reserver.execute("PREPARE TRANSACTION 'tl-open-reserver'")
+    t0 = time.time()
+    recorder.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
+                        VALUES ('acme', 'm', 'in=5000000 out=0', 'held')""")
+    check(time.time() - t0 < 5, f"a recorder commits beside a prepared reserver ({time.time() - t0:.1f} s)")
+    admin.execute("COMMIT PREPARED 'tl-open-recorder'")
+    admin.execute("ROLLBACK PREPARED 'tl-open-reserver'")
+    recorder.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
+                        VALUES ('acme', 'm', 'in=1 out=0', 'held')""")
+    n = admin.execute("""SELECT count(*) FROM tokenledger.budget_alerts a JOIN tokenledger.budgets b
+                         ON b.id = a.budget_id WHERE b.name = 'held'""").fetchone()[0]
+    check(n == 1, f"the alert it could not raise comes with the next recording ({n})")
+    for c in (admin, prepared, editor, recorder, reserver):
+        c.close()
+
+
+def repeatable_read_settles(dsn):
+    admin = connect(dsn, autocommit=True)
+    admin.execute("""INSERT INTO tokenledger.budgets (name, scope, scope_value, period, amount, mode)
+                     VALUES ('rr settle', 'team', 'rrs', 'total', '10 USD', 'block')""")
+    r = connect(dsn)
+    r.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    r.execute("SELECT count(*) FROM tokenledger.budget_reservations")
+    rid = admin.execute("SELECT tokenledger.budget_reserve(team => 'rrs', estimate => '5 USD')").fetchone()[0]
+    r.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team, reservation_id)
+                 VALUES ('acme', 'm', 'in=5000000 out=0', 'rrs', %s)""", (rid,))
+    r.commit()
+    settled, holds = admin.execute("""SELECT settled_at IS NOT NULL,
+        (SELECT count(*) FROM tokenledger.budget_holds WHERE reservation_id = %s)
+        FROM tokenledger.budget_reservations WHERE id = %s""", (rid, rid)).fetchone()
+    remaining = admin.execute("""SELECT tokenledger.amount(remaining) FROM tokenledger.budget_check(team => 'rrs')""").fetchone()[0]
+    check(settled and holds == 0 and remaining == 5,
+          f"a REPEATABLE READ recorder settles a reservation made after its snapshot (remaining {remaining})")
+    r.close()
+    admin.close()
+
+
+def serializable_recorders(dsn):
+    admin = connect(dsn, autocommit=True)
+    admin.execute("""INSERT INTO tokenledger.budgets (name, scope, scope_value, period, amount, warn_at)
+                     VALUES ('ser', 'team', 'ser', 'total', '1000 USD', '{0.001,0.5}')""")
+    one, two = connect(dsn), connect(dsn)
+    for c in (one, two):
+        c.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        c.execute("SELECT * FROM tokenledger.budget_check(team => 'ser')")
+    for c in (one, two):
+        c.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
+                     VALUES ('acme', 'm', 'in=2000000 out=0', 'ser')""")
+    errors = []
+    for c in (one, two):
+        try:
+            c.commit()
+        except psycopg.Error as e:
+            errors.append(e.sqlstate)
+    check(not errors, f"two SERIALIZABLE recorders that checked the budget both commit {errors}")
+    for c in (admin, one, two):
+        c.close()
+
+
+def delete_while_recording(dsn):
+    admin = connect(dsn, autocommit=True)
+    admin.execute("""INSERT INTO tokenledger.budgets (name, scope, scope_value, period, amount)
+                     VALUES ('doomed', 'team', 'doomed', 'day', '100 USD')""")
+    recorder = connect(dsn)
+    recorder.execute("""INSERT INTO tokenledger.usage (occurred_at, provider, model, tokens, team)
+                        VALUES (now(), 'acme', 'm', 'in=1000000 out=0', 'doomed'),
+                               (now() - interval '2 days', 'acme', 'm', 'in=1000000 out=0', 'doomed')""")
+    editor = connect(dsn)
+    delete = in_thread(lambda: editor.execute("DELETE FROM tokenledger.budgets WHERE name = 'doomed'"))
+    check(wait_until(lambda: waiting_for_lock(admin, editor.info.backend_pid)),
+          "deleting a budget waits for the recorder in flight")
+    recorder.commit()
+    delete()
+    editor.commit()
+    orphans = admin.execute("""SELECT count(*) FROM tokenledger.budget_spend s
+                               WHERE NOT EXISTS (SELECT FROM tokenledger.budgets b WHERE b.id = s.budget_id)""").fetchone()[0]
+    check(orphans == 0, f"and leaves no counter behind ({orphans})")
+    for c in (admin, recorder, editor):
+        c.close()
+
+
+def concurrent_recounts(dsn):
+    admin = connect(dsn, autocommit=True)
+    one, two = connect(dsn), connect(dsn)
+    one.execute("INSERT INTO tokenledger.fx_rates VALUES ('GBP', 'USD', 1.25, '2020-01-01')")
+    second = in_thread(lambda: two.execute("INSERT INTO tokenledger.fx_rates VALUES ('CHF', 'USD', 1.1, '2020-01-01')"))
+    check(wait_until(lambda: waiting_for_lock(admin, two.info.backend_pid)),
+          "a second change of exchange rates waits for the first one's count")
+    one.commit()
+    try:
+        second()
+        two.commit()
+        ok, why = True, ""
+    except Exception as e:
+        ok, why = False, str(e)
+    check(ok, f"and then counts the budgets too {why}")
+    for c in (admin, one, two):
+        c.close()
+
+
+def repeatable_read_new_budget(dsn):
+    admin = connect(dsn, autocommit=True)
+    r = connect(dsn)
+    notices = []
+    r.add_notice_handler(lambda d: notices.append(d.message_primary))
+    r.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    r.execute("SELECT count(*) FROM tokenledger.budgets")
+    admin.execute("""INSERT INTO tokenledger.budgets (name, scope, scope_value, period, amount, warn_at)
+                     VALUES ('after snapshot', 'team', 'rrn', 'total', '10 USD', '{0.5}')""")
+    r.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
+                 VALUES ('acme', 'm', 'in=6000000 out=0', 'rrn')""")
+    r.commit()
+    admin.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
+                     VALUES ('acme', 'm', 'in=1 out=0', 'rrn')""")
+    n = admin.execute("""SELECT count(*) FROM tokenledger.budget_alerts a JOIN tokenledger.budgets b
+                         ON b.id = a.budget_id WHERE b.name = 'after snapshot'""").fetchone()[0]
+    check(not notices and n == 1,
+          f"a REPEATABLE READ recorder and a budget newer than its snapshot: no warning, one alert {notices}")
+    r.close()
+    admin.close()
+
+
 def more_backends_than_slots(dsn):
     admin = connect(dsn, autocommit=True)
     admin.execute("""INSERT INTO tokenledger.budgets (name, scope, scope_value, period, amount)
@@ -223,7 +401,7 @@ def main():
     admin.execute("DROP DATABASE IF EXISTS tokenledger_sessions_test")
     admin.execute("CREATE DATABASE tokenledger_sessions_test")
     dsn = psycopg.conninfo.make_conninfo("", dbname="tokenledger_sessions_test")
-    print("1..11")
+    print("1..23")
     try:
         setup = psycopg.connect(dsn, autocommit=True)
         setup.execute("CREATE EXTENSION tokenledger")
@@ -234,10 +412,17 @@ def main():
         crossed_together(dsn)
         concurrent_rerate(dsn)
         budget_created_while_recording(dsn)
+        slot_survives_savepoint_rollback(dsn)
+        open_recorders_do_not_stall(dsn)
+        repeatable_read_settles(dsn)
+        serializable_recorders(dsn)
+        delete_while_recording(dsn)
+        concurrent_recounts(dsn)
+        repeatable_read_new_budget(dsn)
         more_backends_than_slots(dsn)
     finally:
         admin.execute("DROP DATABASE IF EXISTS tokenledger_sessions_test WITH (FORCE)")
-    return 0 if all(results) and len(results) == 11 else 1
+    return 0 if all(results) and len(results) == 23 else 1
 
 
 if __name__ == "__main__":
