@@ -60,3 +60,13 @@ SELECT convert('100 USD'::cost, 'EUR', '2026-03-01') AS march, convert('100 USD'
        convert('0.000000001 USD'::cost, 'EUR', '2026-03-01') AS rounded;
 SELECT convert('100 USD'::cost, 'EUR', '2025-12-31');
 SELECT convert('1 USD'::cost, 'JPY', '2026-03-01');
+
+-- no token billed twice, none dropped: Chat Completions' cache writes are
+-- cache writes, and an organization usage row's parts that come to less
+-- than input_tokens leave the rest as uncached input
+SELECT '{"prompt_tokens": 1000, "completion_tokens": 10,
+         "prompt_tokens_details": {"cached_tokens": 300, "cache_write_tokens": 200}}'::jsonb::tokens AS chat_with_cache_writes;
+SELECT '{"prompt_tokens": 100, "completion_tokens": 10,
+         "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 50}}'::jsonb::tokens AS chat_writes_past_the_prompt;
+SELECT '{"object": "organization.usage.completions.result", "input_tokens": 1000, "input_uncached_tokens": 500,
+         "input_cached_tokens": 300, "input_cache_write_tokens": 100, "output_tokens": 20}'::jsonb::tokens AS org_row_with_a_remainder;
