@@ -70,3 +70,12 @@ SELECT '{"prompt_tokens": 100, "completion_tokens": 10,
          "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 50}}'::jsonb::tokens AS chat_writes_past_the_prompt;
 SELECT '{"object": "organization.usage.completions.result", "input_tokens": 1000, "input_uncached_tokens": 500,
          "input_cached_tokens": 300, "input_cache_write_tokens": 100, "output_tokens": 20}'::jsonb::tokens AS org_row_with_a_remainder;
+
+-- an object whose token fields belong to two shapes is refused, naming them
+-- (reading either shape would drop the other's tokens); fields no shape
+-- counts (totals, ids) do not matter
+SELECT '{"prompt_tokens": 100, "input_tokens": 50, "completion_tokens": 5}'::jsonb::tokens;
+SELECT '{"input_tokens": 10, "output_tokens": 5, "promptTokenCount": 7}'::jsonb::tokens;
+SELECT '{"gen_ai.usage.input_tokens": 10, "inputTokens": 3}'::jsonb::tokens;
+SELECT '{"input": 1, "output": 2, "prompt_tokens": 3}'::jsonb::tokens;
+SELECT '{"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105, "id": "x", "audio_tokens": 1}'::jsonb::tokens AS totals_and_ids_ignored;

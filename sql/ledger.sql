@@ -210,3 +210,11 @@ SELECT c.relname, x.cond
 FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(oid, cond)
 JOIN pg_class c ON c.oid = x.oid
 WHERE e.extname = 'tokenledger' ORDER BY c.relname;
+
+-- an absent optional value refuses nothing: NULL tags and attributes are {}
+INSERT INTO usage (provider, model, tokens, tags, request_id) VALUES ('acme', 'm1', 'in=1 out=1', NULL, 'null-tags') RETURNING tags;
+INSERT INTO outcomes (initiative, metric, attributes, external_ref) VALUES ('support-triage', 'ticket_resolved', NULL, 'null-attributes') RETURNING attributes;
+COPY usage (provider, model, tokens, tags, request_id) FROM stdin;
+acme	m1	in=1 out=1	\N	null-tags-copy
+\.
+SELECT request_id, tags FROM usage WHERE request_id LIKE 'null-tags%' ORDER BY 1;

@@ -450,6 +450,94 @@ find_usage(JsonbContainer *root)
 	return root;
 }
 
+/*
+ * The token fields of each usage shape (fields that count tokens, not
+ * totals or ids).  An object whose token fields belong to more than one
+ * shape cannot be read without dropping some of them, so it is refused.
+ * OpenAI organization usage rows share input_tokens and output_tokens with
+ * the Responses and Anthropic shapes, so those count as one shape here.
+ */
+typedef struct UsageShape
+{
+	const char *name;
+	const char *keys[8];
+} UsageShape;
+
+static const UsageShape usage_shapes[] = {
+	{"OpenAI Chat Completions",
+	 {"prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details",
+	  NULL}},
+	{"OpenAI Responses, Anthropic Messages or an OpenAI organization usage row",
+	 {"input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details",
+	  "cache_read_input_tokens", "cache_creation_input_tokens", "input_uncached_tokens", NULL}},
+	{"Gemini usageMetadata",
+	 {"promptTokenCount", "candidatesTokenCount", "cachedContentTokenCount",
+	  "toolUsePromptTokenCount", "thoughtsTokenCount", NULL}},
+	{"Bedrock Converse",
+	 {"inputTokens", "outputTokens", "cacheReadInputTokens", "cacheWriteInputTokens", NULL}},
+	{"the canonical object",
+	 {"input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning", NULL}},
+};
+
+/* the first key of an object that starts with prefix, or NULL */
+static char *
+key_with_prefix(JsonbContainer *obj, const char *prefix)
+{
+	JsonbIterator     *it = JsonbIteratorInit(obj);
+	JsonbValue         v;
+	JsonbIteratorToken tok;
+	int                level = 0;
+	size_t             plen = strlen(prefix);
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_OBJECT)
+			level++;
+		else if (tok == WJB_END_OBJECT)
+			level--;
+		else if (tok == WJB_KEY && level == 1 && (size_t) v.val.string.len >= plen &&
+				 strncmp(v.val.string.val, prefix, plen) == 0)
+			return pnstrdup(v.val.string.val, v.val.string.len);
+	}
+	return NULL;
+}
+
+/* refuse an object whose token fields belong to more than one shape */
+static void
+check_one_shape(JsonbContainer *u)
+{
+	const char *first_key = NULL;
+	const char *first_shape = NULL;
+	char       *otel = key_with_prefix(u, "gen_ai.usage.");
+
+	if (otel != NULL)
+	{
+		first_key = otel;
+		first_shape = "OpenTelemetry GenAI attributes";
+	}
+	for (int i = 0; i < (int) lengthof(usage_shapes); i++)
+	{
+		const char *key = NULL;
+
+		for (int k = 0; usage_shapes[i].keys[k] != NULL && key == NULL; k++)
+			if (has_member(u, usage_shapes[i].keys[k]))
+				key = usage_shapes[i].keys[k];
+		if (key == NULL)
+			continue;
+		if (first_key != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid usage object: \"%s\" and \"%s\" belong to different usage "
+							"shapes",
+							first_key, key),
+					 errdetail("\"%s\" is a field of %s, \"%s\" of %s; reading one shape would "
+							   "drop the other's tokens.",
+							   first_key, first_shape, key, usage_shapes[i].name)));
+		first_key = key;
+		first_shape = usage_shapes[i].name;
+	}
+}
+
 /* Normalise a usage object into t; raises 22P02 for unknown shapes. */
 void
 usage_jsonb_to_tokens(Jsonb *jb, Tokens *t)
@@ -463,6 +551,7 @@ usage_jsonb_to_tokens(Jsonb *jb, Tokens *t)
 						errmsg("unrecognised usage object: a JSON object is expected")));
 	u = find_usage(&jb->root);
 	memset(t, 0, sizeof(Tokens));
+	check_one_shape(u);
 
 	if (get_member(u, "object", &v) && v.type == jbvString &&
 		!(v.val.string.len == (int) strlen("organization.usage.completions.result") &&

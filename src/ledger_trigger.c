@@ -74,10 +74,19 @@ enum
 	O_INITIATIVE,
 	O_QUANTITY,
 	O_VALUE,
+	O_ATTRIBUTES,
 	O_NCOLS
 };
 
-static const char *const outcome_columns[O_NCOLS] = {"initiative", "quantity", "value"};
+static const char *const outcome_columns[O_NCOLS] = {"initiative", "quantity", "value",
+													 "attributes"};
+
+/* '{}' */
+static Datum
+empty_jsonb_object(void)
+{
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+}
 
 /*
  * Column numbers (0-based) by name, cached per relation and rebuilt when the
@@ -270,6 +279,13 @@ usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 	api_key = text_or_null(values, nulls, U_API_KEY);
 	if (api_key)
 		check_api_key(api_key);
+	/* no tags is no tags: an ETL that writes NULL for them loses nothing */
+	if (nulls[U_TAGS])
+	{
+		values[U_TAGS] = empty_jsonb_object();
+		nulls[U_TAGS] = false;
+		repl[U_TAGS] = true;
+	}
 
 	/*
 	 * The catalog prices calls that come without a cost.  A row that carries
@@ -439,9 +455,9 @@ outcome_before(PG_FUNCTION_ARGS)
 	bool             isnull;
 	Datum            d;
 	char            *initiative;
-	int              cols[1];
-	Datum            values[1];
-	bool             nulls[1] = {false};
+	int              cols[2];
+	Datum            values[2];
+	bool             nulls[2] = {false, false};
 	int              n = 0;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -469,6 +485,12 @@ outcome_before(PG_FUNCTION_ARGS)
 			cols[n] = map.attno[O_VALUE] + 1;
 			values[n++] = CostPGetDatum(cost_times_numeric(&per, DatumGetNumeric(q)));
 		}
+	}
+	(void) heap_getattr(tuple, map.attno[O_ATTRIBUTES] + 1, desc, &isnull);
+	if (isnull)
+	{
+		cols[n] = map.attno[O_ATTRIBUTES] + 1;
+		values[n++] = empty_jsonb_object();
 	}
 	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, n, cols, values, nulls));
 }
