@@ -506,14 +506,14 @@ key_with_prefix(JsonbContainer *obj, const char *prefix)
 static void
 check_one_shape(JsonbContainer *u)
 {
-	const char *first_key = NULL;
-	const char *first_shape = NULL;
+	const char *seen_key = NULL;
+	const char *seen_shape = NULL;
 	char       *otel = key_with_prefix(u, "gen_ai.usage.");
 
 	if (otel != NULL)
 	{
-		first_key = otel;
-		first_shape = "OpenTelemetry GenAI attributes";
+		seen_key = otel;
+		seen_shape = "OpenTelemetry GenAI attributes";
 	}
 	for (int i = 0; i < (int) lengthof(usage_shapes); i++)
 	{
@@ -524,17 +524,17 @@ check_one_shape(JsonbContainer *u)
 				key = usage_shapes[i].keys[k];
 		if (key == NULL)
 			continue;
-		if (first_key != NULL)
+		if (seen_key != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("invalid usage object: \"%s\" and \"%s\" belong to different usage "
 							"shapes",
-							first_key, key),
+							seen_key, key),
 					 errdetail("\"%s\" is a field of %s, \"%s\" of %s; reading one shape would "
 							   "drop the other's tokens.",
-							   first_key, first_shape, key, usage_shapes[i].name)));
-		first_key = key;
-		first_shape = usage_shapes[i].name;
+							   seen_key, seen_shape, key, usage_shapes[i].name)));
+		seen_key = key;
+		seen_shape = usage_shapes[i].name;
 	}
 }
 
