@@ -365,6 +365,8 @@ BEGIN
 	END LOOP;
 	RETURN rid;
 END $$;
+-- it writes reservations as the extension's owner: granted, not PUBLIC
+REVOKE EXECUTE ON FUNCTION @extschema@.budget_reserve(text, text, text, text, text, @extschema@.cost, interval) FROM PUBLIC;
 
 -- a new or changed budget is counted again from the ledger when its
 -- transaction commits (recorders wait only from then until it has)
@@ -393,7 +395,7 @@ CREATE CONSTRAINT TRIGGER budgets_recount AFTER INSERT OR UPDATE ON @extschema@.
 CREATE FUNCTION @extschema@.budget_delete_waits() RETURNS trigger
 	AS 'MODULE_PATHNAME' LANGUAGE C;
 CREATE TRIGGER budgets_delete_waits BEFORE DELETE ON @extschema@.budgets
-	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.budget_delete_waits();
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.budget_delete_waits();
 
 -- changed exchange rates: budgets are counted again at the rates as they now stand
 CREATE FUNCTION @extschema@.fx_rates_recount() RETURNS trigger

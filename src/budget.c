@@ -526,20 +526,20 @@ init_period_keys(ScanKeyData *keys, Relation rel, int64 budget_id, TimestampTz p
 }
 
 /*
- * One counter row of a slot: its amount, and when "write" is set, add delta
- * to it (creating it when absent).  Returns the amount before the change.
+ * Add to one counter row of a slot (creating it when absent) as much of
+ * "delta" as the row can hold; returns the rest.
  */
 static int128
 add_to_slot_row(Relation rel, CatalogIndexState indstate, const LedgerOids *o,
-				const PendingSpend *e, int slot, int128 delta, bool write)
+				const PendingSpend *e, int slot, int128 delta)
 {
 	TupleDesc   desc = RelationGetDescr(rel);
 	ScanKeyData keys[4];
 	SysScanDesc scan;
 	HeapTuple   tup;
-	Datum       values[S_NCOLS + 1];
 	AttrNumber  currency_attno = spend_currency_attno(rel);
 	int128      before = 0;
+	int128      after;
 
 	init_period_keys(keys, rel, e->key.budget_id, e->key.period_start);
 	ScanKeyInit(&keys[2], spend_map.attno[S_SLOT] + 1, BTEqualStrategyNumber, F_INT2EQ,
@@ -558,45 +558,46 @@ add_to_slot_row(Relation rel, CatalogIndexState indstate, const LedgerOids *o,
 		if (!isnull)
 			before = DatumGetCostP(d)->nanos;
 	}
-	if (write && HeapTupleIsValid(tup))
+	after = before + delta;
+	if (after > (int128) NANOS_MAX)
+		after = NANOS_MAX;
+	else if (after < -(int128) NANOS_MAX)
+		after = -NANOS_MAX;
+	if (after != before && HeapTupleIsValid(tup))
 	{
 		int       col = spend_map.attno[S_SPENT] + 1;
-		Datum     v = CostPGetDatum(cost_make((int64) (before + delta), e->key.currency));
+		Datum     v = CostPGetDatum(cost_make((int64) after, e->key.currency));
 		bool      n = false;
 		HeapTuple newtup = heap_modify_tuple_by_cols(tup, desc, 1, &col, &v, &n);
 
 		CatalogTupleUpdateWithInfo(rel, &tup->t_self, newtup, indstate);
 		heap_freetuple(newtup);
 	}
-	else if (write)
+	else if (after != before)
 	{
-		Datum    *all = palloc(desc->natts * sizeof(Datum));
-		bool     *allnulls = palloc(desc->natts * sizeof(bool));
+		Datum    *values = palloc(desc->natts * sizeof(Datum));
+		bool     *nulls = palloc(desc->natts * sizeof(bool));
 		HeapTuple newtup;
 
-		values[S_BUDGET_ID] = Int64GetDatum(e->key.budget_id);
-		values[S_PERIOD_START] = TimestampTzGetDatum(e->key.period_start);
-		values[S_SLOT] = Int16GetDatum((int16) slot);
-		values[S_SPENT] = CostPGetDatum(cost_make((int64) delta, e->key.currency));
-		values[S_CURRENCY] = CStringGetTextDatum(e->key.currency);
 		for (int i = 0; i < desc->natts; i++)
-			allnulls[i] = true;
+			nulls[i] = true;
+		values[spend_map.attno[S_BUDGET_ID]] = Int64GetDatum(e->key.budget_id);
+		values[spend_map.attno[S_PERIOD_START]] = TimestampTzGetDatum(e->key.period_start);
+		values[spend_map.attno[S_SLOT]] = Int16GetDatum((int16) slot);
+		values[spend_map.attno[S_SPENT]] = CostPGetDatum(cost_make((int64) after, e->key.currency));
 		for (int i = 0; i < S_NCOLS; i++)
-		{
-			all[spend_map.attno[i]] = values[i];
-			allnulls[spend_map.attno[i]] = false;
-		}
+			nulls[spend_map.attno[i]] = false;
 		if (currency_attno > 0)
 		{
-			all[currency_attno - 1] = values[S_CURRENCY];
-			allnulls[currency_attno - 1] = false;
+			values[currency_attno - 1] = CStringGetTextDatum(e->key.currency);
+			nulls[currency_attno - 1] = false;
 		}
-		newtup = heap_form_tuple(desc, all, allnulls);
+		newtup = heap_form_tuple(desc, values, nulls);
 		CatalogTupleInsertWithInfo(rel, newtup, indstate);
 		heap_freetuple(newtup);
 	}
 	systable_endscan(scan);
-	return before;
+	return delta - (after - before);
 }
 
 /*
@@ -615,28 +616,12 @@ add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const
 
 	for (int k = 0; remaining != 0; k++)
 	{
-		int128 room;
-		int128 held;
-
 		if (slot + k * SLOT_SPILL > PG_INT16_MAX)
 			ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 							errmsg("spend counted against budget " INT64_FORMAT
 								   " in one period is out of range",
 								   e->key.budget_id)));
-		held = add_to_slot_row(rel, indstate, o, e, slot + k * SLOT_SPILL, 0, false);
-		room = remaining > 0 ? (int128) NANOS_MAX - held : -(int128) NANOS_MAX - held;
-		if ((remaining > 0 && room <= 0) || (remaining < 0 && room >= 0))
-			continue;
-		if ((remaining > 0 && remaining <= room) || (remaining < 0 && remaining >= room))
-		{
-			(void) add_to_slot_row(rel, indstate, o, e, slot + k * SLOT_SPILL, remaining, true);
-			remaining = 0;
-		}
-		else
-		{
-			(void) add_to_slot_row(rel, indstate, o, e, slot + k * SLOT_SPILL, room, true);
-			remaining -= room;
-		}
+		remaining = add_to_slot_row(rel, indstate, o, e, slot + k * SLOT_SPILL, remaining);
 	}
 }
 
@@ -932,7 +917,7 @@ lock_budget_id(int64 budget_id)
 
 /*
  * The budget's lock for a commit-time alert check: waited for a second at
- * most.  A reserver normally holds it for milliseconds; one that holds it
+ * most (concurrent committers hold it through their commit, milliseconds).  A reserver normally holds it for milliseconds; one that holds it
  * longer (prepared, or one whose own commit checks budgets in another
  * order) must not stall this commit, and the next recording against the
  * period raises what this one could not.
@@ -950,6 +935,14 @@ lock_budget_briefly(int64 budget_id)
 		CHECK_FOR_INTERRUPTS();
 		pg_usleep(10000L);
 	}
+	ereport(
+		WARNING,
+		(errmsg("budget alerts of budget " INT64_FORMAT " were not checked: another transaction "
+				"holds the budget",
+				budget_id),
+		 errdetail("The spend is recorded and counted."),
+		 errhint("A transaction that reserved against the budget is still open (prepared, or "
+				 "idle); the next recording after it ends raises the alerts.")));
 	return false;
 }
 
@@ -1167,6 +1160,7 @@ budget_position(PG_FUNCTION_ARGS)
 	const LedgerOids *o = ledger_oids();
 	TupleDesc         rdesc;
 	StringInfoData    others;
+	Snapshot          snapshot;
 	int128            spent;
 	int128            reserved = 0;
 	Relation          rel;
@@ -1187,18 +1181,23 @@ budget_position(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("\"%s\" is not an ISO 4217 currency code", text_to_cstring(cur))));
 	/*
-	 * Committed now, and this transaction's own, without a snapshot (no
-	 * predicate locks under SERIALIZABLE).  Each transaction's spend in a
-	 * period is one counter row; a settlement removes holds and adds spend,
-	 * so the holds are read first: a settlement that commits in between is
+	 * Committed now, and this transaction's own, in one fresh snapshot.
+	 * Under SERIALIZABLE the read takes no snapshot instead (so no predicate
+	 * locks, which would make recorders fail): each transaction's spend in a
+	 * period is one counter row, a recount writes a difference into one row
+	 * per period, and a settlement removes holds and adds spend, so
+	 * the holds are read first: a settlement that commits in between is
 	 * counted twice, never missed.
 	 */
+	snapshot = IsolationIsSerializable() || IsInParallelMode()
+				   ? SnapshotSelf
+				   : RegisterSnapshot(GetLatestSnapshot());
 	rel = table_open(o->budget_holds, AccessShareLock);
 	amount_att = SPI_fnumber(RelationGetDescr(rel), "amount");
 	init_period_keys(keys, rel, budget_id, period_start);
 	ScanKeyInit(&keys[2], column_attno(rel, "expires_at"), BTGreaterStrategyNumber, F_TIMESTAMP_GT,
 				TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
-	scan = systable_beginscan(rel, o->budget_holds_key, true, SnapshotSelf, 3, keys);
+	scan = systable_beginscan(rel, o->budget_holds_key, true, snapshot, 3, keys);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		bool  isnull;
@@ -1211,12 +1210,17 @@ budget_position(PG_FUNCTION_ARGS)
 	table_close(rel, AccessShareLock);
 
 	initStringInfo(&others);
-	spent = period_total(o, budget_id, period_start, currency, SnapshotSelf, &others);
+	spent = period_total(o, budget_id, period_start, currency, snapshot, &others);
+	if (snapshot != SnapshotSelf)
+		UnregisterSnapshot(snapshot);
 
-	if (spent > (int128) NANOS_MAX || spent < -(int128) NANOS_MAX || reserved > (int128) NANOS_MAX)
-		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-						errmsg("spend of budget " INT64_FORMAT " is out of range for type cost",
-							   budget_id)));
+	/*
+	 * Spend beyond what a cost holds is beyond any budget's amount: shown at
+	 * the largest cost, so that reports go on and reservations are refused
+	 * with TL001.
+	 */
+	spent = Min(Max(spent, -(int128) NANOS_MAX), (int128) NANOS_MAX);
+	reserved = Min(reserved, (int128) NANOS_MAX);
 	values[0] = CostPGetDatum(cost_make((int64) spent, currency));
 	values[1] = CostPGetDatum(cost_make((int64) reserved, currency));
 	if (others.len > 0)
@@ -1273,18 +1277,22 @@ lock_ledger_for_budget_change(const LedgerOids *o)
 }
 
 /*
- * BEFORE DELETE trigger of budgets, per statement: a budget is deleted
- * (with its counters, holds and alerts) once no transaction that may be
- * counting against it is still recording.
+ * BEFORE DELETE trigger of budgets, per row: a budget is deleted (with its
+ * counters, holds and alerts) once no transaction that may be counting
+ * against it is still recording.  Per row, so that the budget's row is
+ * locked first (a transaction that reserved against it, and then records,
+ * ends before the ledger is waited for).
  */
 PG_FUNCTION_INFO_V1(budget_delete_waits);
 Datum
 budget_delete_waits(PG_FUNCTION_ARGS)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "budget_delete_waits: not called by the trigger manager");
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "budget_delete_waits: must be fired for each row");
 	lock_ledger_for_budget_change(ledger_oids());
-	return PointerGetDatum(NULL);
+	return PointerGetDatum(trigdata->tg_trigtuple);
 }
 
 /*
@@ -1303,6 +1311,8 @@ budget_recount(PG_FUNCTION_ARGS)
 	const LedgerOids *o = ledger_oids();
 	OwnerSql          owner;
 	CachedBudget      b = {0};
+	HASHCTL           ctl;
+	HTAB             *sums;
 	bool              active;
 	Relation          rel;
 	ScanKeyData       keys[1];
@@ -1352,33 +1362,54 @@ budget_recount(PG_FUNCTION_ARGS)
 			if (e->key.budget_id == budget_id)
 				(void) hash_search(pending, &e->key, HASH_REMOVE, NULL);
 	}
-	rel = table_open(o->budget_spend, RowExclusiveLock);
+	/*
+	 * The count is written as a difference: minus what the counters hold
+	 * (all of it committed: no recorder is in flight), plus what the ledger
+	 * gives, into this transaction's slot, one row per period and currency.
+	 * So a reader that takes no snapshot sees the counters before or after
+	 * the recount, never between, and nothing is deleted under it.
+	 */
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(PendingKey);
+	ctl.entrysize = sizeof(PendingSpend);
+	ctl.hcxt = CurrentMemoryContext;
+	sums = hash_create("tokenledger recount", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	rel = table_open(o->budget_spend, AccessShareLock);
+	map_columns(&spend_map, rel, spend_columns, S_NCOLS);
 	ScanKeyInit(&keys[0], column_attno(rel, "budget_id"), BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(budget_id));
 	scan = systable_beginscan(rel, o->budget_spend_key, true, SnapshotSelf, 1, keys);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
-		simple_heap_delete(rel, &tup->t_self);
+	{
+		bool  isnull;
+		Datum d = heap_getattr(tup, spend_map.attno[S_SPENT] + 1, RelationGetDescr(rel), &isnull);
+		PendingKey    k;
+		PendingSpend *e;
+		bool          found;
+
+		if (isnull)
+			continue;
+		memset(&k, 0, sizeof(k));
+		k.budget_id = budget_id;
+		k.period_start = DatumGetTimestampTz(
+			heap_getattr(tup, spend_map.attno[S_PERIOD_START] + 1, RelationGetDescr(rel), &isnull));
+		memcpy(k.currency, DatumGetCostP(d)->currency, CURRENCY_LEN);
+		e = hash_search(sums, &k, HASH_ENTER, &found);
+		if (!found)
+		{
+			e->nanos = 0;
+			e->budget_currency = memcmp(k.currency, b.amount.currency, CURRENCY_LEN) == 0;
+		}
+		e->nanos -= DatumGetCostP(d)->nanos;
+	}
 	systable_endscan(scan);
-	table_close(rel, NoLock);
-	CommandCounterIncrement();
+	table_close(rel, AccessShareLock);
 
 	if (active)
 	{
 		static const char *const scope_cols[] = {NULL,        "team",    "initiative",
 												 "principal", "api_key", "app"};
-		HASHCTL                  ctl;
-		HTAB                    *sums;
 		Portal                   portal;
-		HASH_SEQ_STATUS          seq;
-		PendingSpend            *e;
-		PendingSpend           **batch;
-		int                      n = 0;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(PendingKey);
-		ctl.entrysize = sizeof(PendingSpend);
-		ctl.hcxt = CurrentMemoryContext;
-		sums = hash_create("tokenledger recount", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 		resetStringInfo(&q);
 		appendStringInfoString(&q, "SELECT occurred_at, cost, team, initiative, principal, api_key,"
@@ -1420,6 +1451,13 @@ budget_recount(PG_FUNCTION_ARGS)
 			SPI_freetuptable(SPI_tuptable);
 		}
 		SPI_cursor_close(portal);
+	}
+
+	{
+		HASH_SEQ_STATUS seq;
+		PendingSpend   *e;
+		PendingSpend  **batch;
+		int             n = 0;
 
 		batch = palloc(Max(hash_get_num_entries(sums), 1) * sizeof(PendingSpend *));
 		hash_seq_init(&seq, sums);
@@ -1427,6 +1465,24 @@ budget_recount(PG_FUNCTION_ARGS)
 			batch[n++] = e;
 		write_counters(batch, n, false);
 	}
+
+	/*
+	 * Rows that now hold nothing go: a reader with or without a snapshot
+	 * sums the same whether it sees them or not.
+	 */
+	rel = table_open(o->budget_spend, RowExclusiveLock);
+	scan = systable_beginscan(rel, o->budget_spend_key, true, SnapshotSelf, 1, keys);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool  isnull;
+		Datum d = heap_getattr(tup, spend_map.attno[S_SPENT] + 1, RelationGetDescr(rel), &isnull);
+
+		if (!isnull && DatumGetCostP(d)->nanos == 0)
+			simple_heap_delete(rel, &tup->t_self);
+	}
+	systable_endscan(scan);
+	table_close(rel, NoLock);
+	CommandCounterIncrement();
 	PopActiveSnapshot();
 	owner_sql_end(&owner);
 	PG_RETURN_INT64(rows);

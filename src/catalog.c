@@ -42,6 +42,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -938,26 +939,60 @@ catalog_register_initiative(const char *name)
 	OwnerSql        owner;
 	Oid             argtypes[1] = {TEXTOID};
 	Datum           values[1];
-	int             rc;
-	Snapshot        snapshot;
+	volatile int    rc = 0;
 
 	registered_in_xact = true;
 	owner_sql_begin(&owner);
 	registering = true;
 	values[0] = CStringGetTextDatum(name);
-	/*
-	 * As committed now: under REPEATABLE READ, a name that another session
-	 * registered after the snapshot is a conflict to skip, not a
-	 * serialization failure.
-	 */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	rc =
-		SPI_execute_snapshot(owner_sql_plan(&plan,
-											"INSERT INTO tokenledger.initiatives (name) VALUES ($1)"
-											" ON CONFLICT (name) DO NOTHING",
-											1, argtypes),
-							 values, NULL, snapshot, InvalidSnapshot, false, true, 0);
-	UnregisterSnapshot(snapshot);
+	for (int attempt = 1;; attempt++)
+	{
+		MemoryContext oldcxt = CurrentMemoryContext;
+		ResourceOwner oldowner = CurrentResourceOwner;
+		volatile bool again = false;
+
+		/*
+		 * As committed now.  A name that a transaction registers and commits
+		 * while this one waits for it is newer than the snapshot taken
+		 * before: under REPEATABLE READ that is a serialization failure, and
+		 * another try with a new snapshot finds the name.
+		 */
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(oldcxt);
+		PG_TRY();
+		{
+			Snapshot snapshot = RegisterSnapshot(GetLatestSnapshot());
+
+			rc = SPI_execute_snapshot(owner_sql_plan(&plan,
+													 "INSERT INTO tokenledger.initiatives (name)"
+													 " VALUES ($1) ON CONFLICT (name) DO NOTHING",
+													 1, argtypes),
+									  values, NULL, snapshot, InvalidSnapshot, false, true, 0);
+			UnregisterSnapshot(snapshot);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+			if (edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE || attempt >= 3)
+				ReThrowError(edata);
+			FreeErrorData(edata);
+			registering = true;
+			again = true;
+		}
+		PG_END_TRY();
+		if (!again)
+			break;
+	}
 	registering = false;
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not register initiative \"%s\"", name);
