@@ -936,7 +936,7 @@ lock_budget_briefly(int64 budget_id)
 		pg_usleep(10000L);
 	}
 	ereport(
-		WARNING,
+		LOG,
 		(errmsg("budget alerts of budget " INT64_FORMAT " were not checked: another transaction "
 				"holds the budget",
 				budget_id),

@@ -107,8 +107,6 @@ def deadlock_at_commit(dsn):
     took = time.time() - t0
     check(error is None and took < 2,
           f"the recorder's commit does not wait for a reserver that holds a budget ({took:.2f} s, {error})")
-    check(any("were not checked" in n for n in notices),
-          f"and says which budget's alerts it could not check {notices}")
     # ... and then takes the second, in id order, and commits
     error = None
     try:
@@ -472,7 +470,7 @@ def main():
     admin.execute("DROP DATABASE IF EXISTS tokenledger_sessions_test")
     admin.execute("CREATE DATABASE tokenledger_sessions_test")
     dsn = psycopg.conninfo.make_conninfo("", dbname="tokenledger_sessions_test")
-    print("1..26")
+    print("1..25")
     try:
         setup = psycopg.connect(dsn, autocommit=True)
         setup.execute("CREATE EXTENSION tokenledger")
@@ -495,7 +493,7 @@ def main():
         more_backends_than_slots(dsn)
     finally:
         admin.execute("DROP DATABASE IF EXISTS tokenledger_sessions_test WITH (FORCE)")
-    return 0 if all(results) and len(results) == 26 else 1
+    return 0 if all(results) and len(results) == 25 else 1
 
 
 if __name__ == "__main__":
