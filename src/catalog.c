@@ -123,7 +123,8 @@ typedef struct PartState
 	Oid           relids[2];
 } PartState;
 
-static PartState parts[NPARTS];
+static PartState   parts[NPARTS];
+static TimestampTz checked_at = 0;
 
 static HTAB         *price_sets = NULL;
 static HTAB         *priced_models = NULL;
@@ -669,10 +670,15 @@ catalog_ensure(CachePart p)
 	bool       parallel = IsInParallelMode();
 
 	/*
-	 * Changes that other backends committed: accepting them is cheap when
-	 * there are none.
+	 * Changes that other backends committed since the statement began (once
+	 * per statement: row triggers come here several times a row), and
+	 * always before a part is loaded.
 	 */
-	AcceptInvalidationMessages();
+	if (GetCurrentStatementStartTimestamp() != checked_at || !ps->valid)
+	{
+		AcceptInvalidationMessages();
+		checked_at = GetCurrentStatementStartTimestamp();
+	}
 	if (ps->valid)
 		return;
 
