@@ -370,8 +370,9 @@ usage_error(JsonbContainer *obj, const char *what, const char *detail)
 }
 
 /* does the object have a key starting with prefix? */
-static bool
-has_key_prefix(JsonbContainer *obj, const char *prefix)
+/* the first key of an object that starts with prefix, or NULL */
+static char *
+key_with_prefix(JsonbContainer *obj, const char *prefix)
 {
 	JsonbIterator     *it = JsonbIteratorInit(obj);
 	JsonbValue         v;
@@ -387,9 +388,15 @@ has_key_prefix(JsonbContainer *obj, const char *prefix)
 			level--;
 		else if (tok == WJB_KEY && level == 1 && (size_t) v.val.string.len >= plen &&
 				 strncmp(v.val.string.val, prefix, plen) == 0)
-			return true;
+			return pnstrdup(v.val.string.val, v.val.string.len);
 	}
-	return false;
+	return NULL;
+}
+
+static bool
+has_key_prefix(JsonbContainer *obj, const char *prefix)
+{
+	return key_with_prefix(obj, prefix) != NULL;
 }
 
 /* is every key of the object one of keys? */
@@ -478,29 +485,6 @@ static const UsageShape usage_shapes[] = {
 	{"the canonical object",
 	 {"input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning", NULL}},
 };
-
-/* the first key of an object that starts with prefix, or NULL */
-static char *
-key_with_prefix(JsonbContainer *obj, const char *prefix)
-{
-	JsonbIterator     *it = JsonbIteratorInit(obj);
-	JsonbValue         v;
-	JsonbIteratorToken tok;
-	int                level = 0;
-	size_t             plen = strlen(prefix);
-
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_BEGIN_OBJECT)
-			level++;
-		else if (tok == WJB_END_OBJECT)
-			level--;
-		else if (tok == WJB_KEY && level == 1 && (size_t) v.val.string.len >= plen &&
-				 strncmp(v.val.string.val, prefix, plen) == 0)
-			return pnstrdup(v.val.string.val, v.val.string.len);
-	}
-	return NULL;
-}
 
 /* refuse an object whose token fields belong to more than one shape */
 static void
