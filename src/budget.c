@@ -27,16 +27,23 @@
  * recorder waits for another, and REPEATABLE READ recorders never meet a
  * serialization failure.  A period's spend is the sum of its slots.
  *
+ * Recounts.  budget_recount counts a budget again from the ledger when its
+ * definition or the exchange rates change, after the transactions that are
+ * recording have ended (5 seconds at most, then 55P03), and writes the
+ * difference into its own slot: one row per period, so a reader sees the
+ * counters before or after it, never between.
+ *
  * Alerts.  Before the transaction commits, for each (budget, period) it
  * counted spend against, in budget id order: the period's spend including
  * what concurrent transactions have written but not committed (a dirty
  * read) is compared with the thresholds; when one that has no alert yet is
- * reached, the budget's lock is taken, the spend is read again as
- * committed now plus this transaction's own, and the alert rows are added
- * with a NOTIFY.  Reservations take the same locks in the same order.  The
- * check runs in a subtransaction: if it fails (a deadlock with an
- * application's own locks, say) the recording still commits, with a
- * WARNING, and the next recording against that period raises the alert.  A
+ * reached, the budget's lock is taken (waited for a second at most, then
+ * noted in the server log and left to the next recording), the spend is
+ * read again as committed now plus this transaction's own, and the alert
+ * rows are added with a NOTIFY.  Reservations take the same locks in the
+ * same order.  The check runs in a subtransaction: if it fails the
+ * recording still commits, with a WARNING, and the next recording against
+ * that period raises the alert.  A
  * transaction that is prepared for two-phase commit does not check (NOTIFY
  * cannot be prepared, and a lock held by a prepared transaction would stall
  * every recorder); the next recording after COMMIT PREPARED raises its
