@@ -168,15 +168,32 @@ enum
 static const char *const spend_columns[S_NCOLS] = {"budget_id", "period_start", "slot", "spent"};
 
 static HTAB *
-make_hash(const char *name, Size keysize, Size entrysize)
+make_hash(const char *name, Size keysize, Size entrysize, MemoryContext cxt)
 {
 	HASHCTL ctl;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = keysize;
 	ctl.entrysize = entrysize;
-	ctl.hcxt = TopMemoryContext;
+	ctl.hcxt = cxt;
 	return hash_create(name, 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* are there sums or settlements not yet written? */
+static bool
+have_pending(void)
+{
+	return (pending != NULL && hash_get_num_entries(pending) > 0) || nsettles > 0;
+}
+
+/* an active snapshot for the internal work: the transaction's, if none is */
+static bool
+push_snapshot_if_none(void)
+{
+	if (ActiveSnapshotSet())
+		return false;
+	PushActiveSnapshot(GetTransactionSnapshot());
+	return true;
 }
 
 static void
@@ -200,13 +217,13 @@ budget_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
-			if ((pending != NULL && hash_get_num_entries(pending) > 0) || nsettles > 0)
+			if (have_pending())
 				flush_pending(true);
 			if (touched != NULL && hash_get_num_entries(touched) > 0)
 				check_alerts();
 			break;
 		case XACT_EVENT_PRE_PREPARE:
-			if ((pending != NULL && hash_get_num_entries(pending) > 0) || nsettles > 0)
+			if (have_pending())
 				flush_pending(true);
 			break;
 		case XACT_EVENT_COMMIT:
@@ -344,7 +361,7 @@ count_into(HTAB *into, const CachedBudget *b, TimestampTz at, const CostValue *c
 		entry->nanos = 0;
 		entry->budget_currency = converted;
 	}
-	entry->nanos += converted ? nanos : c->nanos;
+	entry->nanos += nanos; /* the cost's own nanos when not converted */
 }
 
 static ColumnMap account_map = {InvalidOid, 0, {0}};
@@ -406,7 +423,7 @@ account_row(Relation rel, HeapTuple tuple)
 			continue;
 		if (pending == NULL)
 			pending = make_hash("tokenledger pending budget spend", sizeof(PendingKey),
-								sizeof(PendingSpend));
+								sizeof(PendingSpend), TopMemoryContext);
 		count_into(pending, &budgets[i], at, c, subid);
 	}
 }
@@ -500,12 +517,22 @@ static ColumnMap spend_map = {InvalidOid, 0, {0}};
  * (where counters hold the budget's currency only, as 1.0 counted them),
  * so that the module serves it until ALTER EXTENSION tokenledger UPDATE.
  */
-static AttrNumber
-spend_currency_attno(Relation rel)
-{
-	int attno = SPI_fnumber(RelationGetDescr(rel), "currency");
+static AttrNumber spend_currency_attno = 0;
 
-	return attno > 0 ? (AttrNumber) attno : 0;
+/* map budget_spend's columns, once per relation */
+static void
+map_spend(Relation rel)
+{
+	Oid relid = spend_map.relid;
+	int natts = spend_map.natts;
+
+	map_columns(&spend_map, rel, spend_columns, S_NCOLS);
+	if (spend_map.relid != relid || spend_map.natts != natts || relid == InvalidOid)
+	{
+		int attno = SPI_fnumber(RelationGetDescr(rel), "currency");
+
+		spend_currency_attno = attno > 0 ? (AttrNumber) attno : 0;
+	}
 }
 
 /* the heap attribute number of a column (scan keys name heap columns) */
@@ -522,14 +549,30 @@ column_attno(Relation rel, const char *name)
 	return (AttrNumber) attno;
 }
 
-/* scan keys for one budget's period: budget_id and period_start */
+/* scan keys for one budget's period: budget_id and period_start, by column number */
+static void
+init_period_keys_at(ScanKeyData *keys, AttrNumber budget_att, AttrNumber period_att,
+					int64 budget_id, TimestampTz period_start)
+{
+	ScanKeyInit(&keys[0], budget_att, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(budget_id));
+	ScanKeyInit(&keys[1], period_att, BTEqualStrategyNumber, F_TIMESTAMP_EQ,
+				TimestampTzGetDatum(period_start));
+}
+
+/* the same, by column name */
 static void
 init_period_keys(ScanKeyData *keys, Relation rel, int64 budget_id, TimestampTz period_start)
 {
-	ScanKeyInit(&keys[0], column_attno(rel, "budget_id"), BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum(budget_id));
-	ScanKeyInit(&keys[1], column_attno(rel, "period_start"), BTEqualStrategyNumber, F_TIMESTAMP_EQ,
-				TimestampTzGetDatum(period_start));
+	init_period_keys_at(keys, column_attno(rel, "budget_id"), column_attno(rel, "period_start"),
+						budget_id, period_start);
+}
+
+/* the same for budget_spend, whose columns are mapped */
+static void
+init_spend_period_keys(ScanKeyData *keys, int64 budget_id, TimestampTz period_start)
+{
+	init_period_keys_at(keys, spend_map.attno[S_BUDGET_ID] + 1, spend_map.attno[S_PERIOD_START] + 1,
+						budget_id, period_start);
 }
 
 /*
@@ -544,11 +587,11 @@ add_to_slot_row(Relation rel, CatalogIndexState indstate, const LedgerOids *o,
 	ScanKeyData keys[4];
 	SysScanDesc scan;
 	HeapTuple   tup;
-	AttrNumber  currency_attno = spend_currency_attno(rel);
+	AttrNumber  currency_attno = spend_currency_attno;
 	int128      before = 0;
 	int128      after;
 
-	init_period_keys(keys, rel, e->key.budget_id, e->key.period_start);
+	init_spend_period_keys(keys, e->key.budget_id, e->key.period_start);
 	ScanKeyInit(&keys[2], spend_map.attno[S_SLOT] + 1, BTEqualStrategyNumber, F_INT2EQ,
 				Int16GetDatum((int16) slot));
 	if (currency_attno > 0)
@@ -645,13 +688,13 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 		return;
 	slot = claim_slot();
 	rel = table_open(o->budget_spend, RowExclusiveLock);
-	map_columns(&spend_map, rel, spend_columns, S_NCOLS);
+	map_spend(rel);
 	indstate = CatalogOpenIndexes(rel);
 	for (int i = 0; i < n; i++)
 	{
 		PendingSpend *e = entries[i];
 
-		if (e->nanos != 0 && (e->budget_currency || spend_currency_attno(rel) > 0))
+		if (e->nanos != 0 && (e->budget_currency || spend_currency_attno > 0))
 			add_to_slot(rel, indstate, o, e, slot);
 		if (note_touched && e->budget_currency)
 		{
@@ -662,7 +705,7 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 			k.period_start = e->key.period_start;
 			if (touched == NULL)
 				touched = make_hash("tokenledger budget periods to check", sizeof(PeriodKey),
-									sizeof(PeriodKey));
+									sizeof(PeriodKey), TopMemoryContext);
 			(void) hash_search(touched, &k, HASH_ENTER, NULL);
 		}
 	}
@@ -727,13 +770,8 @@ static void
 flush_pending(bool all)
 {
 	SubTransactionId cur = GetCurrentSubTransactionId();
-	bool             snapshot_pushed = false;
+	bool             snapshot_pushed = push_snapshot_if_none();
 
-	if (!ActiveSnapshotSet())
-	{
-		PushActiveSnapshot(GetTransactionSnapshot());
-		snapshot_pushed = true;
-	}
 	if (pending != NULL && hash_get_num_entries(pending) > 0)
 	{
 		HASH_SEQ_STATUS seq;
@@ -782,7 +820,7 @@ budget_account_flush(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
 		elog(ERROR, "budget_account_flush: must be fired after, for each statement");
-	if ((pending != NULL && hash_get_num_entries(pending) > 0) || nsettles > 0)
+	if (have_pending())
 		flush_pending(false);
 	return PointerGetDatum(NULL);
 }
@@ -803,8 +841,8 @@ period_total(const LedgerOids *o, int64 budget_id, TimestampTz period_start, con
 	int128      total = 0;
 	HTAB       *other = NULL;
 
-	map_columns(&spend_map, rel, spend_columns, S_NCOLS);
-	init_period_keys(keys, rel, budget_id, period_start);
+	map_spend(rel);
+	init_spend_period_keys(keys, budget_id, period_start);
 	scan = systable_beginscan(rel, o->budget_spend_key, true, snapshot, 2, keys);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
@@ -824,16 +862,8 @@ period_total(const LedgerOids *o, int64 budget_id, TimestampTz period_start, con
 			bool          found;
 
 			if (other == NULL)
-			{
-				HASHCTL ctl;
-
-				memset(&ctl, 0, sizeof(ctl));
-				ctl.keysize = sizeof(PendingKey);
-				ctl.entrysize = sizeof(PendingSpend);
-				ctl.hcxt = CurrentMemoryContext;
-				other =
-					hash_create("other currencies", 8, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-			}
+				other = make_hash("other currencies", sizeof(PendingKey), sizeof(PendingSpend),
+								  CurrentMemoryContext);
 			memset(&k, 0, sizeof(k));
 			memcpy(k.currency, c->currency, CURRENCY_LEN);
 			e = hash_search(other, &k, HASH_ENTER, &found);
@@ -924,10 +954,10 @@ lock_budget_id(int64 budget_id)
 
 /*
  * The budget's lock for a commit-time alert check: waited for a second at
- * most (concurrent committers hold it through their commit, milliseconds).  A reserver normally holds it for milliseconds; one that holds it
- * longer (prepared, or one whose own commit checks budgets in another
- * order) must not stall this commit, and the next recording against the
- * period raises what this one could not.
+ * most.  Concurrent committers and reservers hold it for milliseconds; one
+ * that holds it longer (a prepared reserver, or one whose own commit checks
+ * budgets in another order) must not stall this commit, and the next
+ * recording against the period raises what this one could not.
  */
 static bool
 lock_budget_briefly(int64 budget_id)
@@ -1073,13 +1103,8 @@ check_alerts(void)
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
-		bool snapshot_pushed = false;
+		bool snapshot_pushed = push_snapshot_if_none();
 
-		if (!ActiveSnapshotSet())
-		{
-			PushActiveSnapshot(GetTransactionSnapshot());
-			snapshot_pushed = true;
-		}
 		check_periods(keys, n);
 		if (snapshot_pushed)
 			PopActiveSnapshot();
@@ -1318,7 +1343,6 @@ budget_recount(PG_FUNCTION_ARGS)
 	const LedgerOids *o = ledger_oids();
 	OwnerSql          owner;
 	CachedBudget      b = {0};
-	HASHCTL           ctl;
 	HTAB             *sums;
 	bool              active;
 	Relation          rel;
@@ -1376,14 +1400,11 @@ budget_recount(PG_FUNCTION_ARGS)
 	 * So a reader that takes no snapshot sees the counters before or after
 	 * the recount, never between, and nothing is deleted under it.
 	 */
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(PendingKey);
-	ctl.entrysize = sizeof(PendingSpend);
-	ctl.hcxt = CurrentMemoryContext;
-	sums = hash_create("tokenledger recount", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	sums = make_hash("tokenledger recount", sizeof(PendingKey), sizeof(PendingSpend),
+					 CurrentMemoryContext);
 	rel = table_open(o->budget_spend, AccessShareLock);
-	map_columns(&spend_map, rel, spend_columns, S_NCOLS);
-	ScanKeyInit(&keys[0], column_attno(rel, "budget_id"), BTEqualStrategyNumber, F_INT8EQ,
+	map_spend(rel);
+	ScanKeyInit(&keys[0], spend_map.attno[S_BUDGET_ID] + 1, BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(budget_id));
 	scan = systable_beginscan(rel, o->budget_spend_key, true, SnapshotSelf, 1, keys);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
