@@ -67,6 +67,27 @@ def in_thread(fn):
     return join
 
 
+def commit_all(conns):
+    """Commit every connection at once (a thread each); the errors met."""
+    joins = [in_thread(c.commit) for c in conns]
+    errors = []
+    for j in joins:
+        try:
+            j()
+        except Exception as e:
+            errors.append(str(e))
+    return errors
+
+
+def counted_and_ledger(conn, budget, team):
+    """A total-period budget's counters and the ledger's sum for its team."""
+    return conn.execute("""
+        SELECT (SELECT tokenledger.amount(tokenledger.sum(s.spent)) FROM tokenledger.budget_spend s
+                JOIN tokenledger.budgets b ON b.id = s.budget_id WHERE b.name = %s),
+               (SELECT tokenledger.amount(tokenledger.sum(cost)) FROM tokenledger.usage WHERE team = %s)""",
+                        (budget, team)).fetchone()
+
+
 def waiting_for_lock(admin, pid):
     return admin.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
                          (pid,)).fetchone()[0]
@@ -134,13 +155,7 @@ def crossed_together(dsn):
     for r in recorders:
         r.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
                      VALUES ('acme', 'm', 'in=700000 out=0', 'tg')""")
-    joins = [in_thread(r.commit) for r in recorders]
-    errors = []
-    for j in joins:
-        try:
-            j()
-        except Exception as e:
-            errors.append(str(e))
+    errors = commit_all(recorders)
     check(not errors, f"all eight recordings commit {errors}")
     rows = admin.execute("""SELECT a.threshold, tokenledger.amount(a.spent) FROM tokenledger.budget_alerts a
                             JOIN tokenledger.budgets b ON b.id = a.budget_id WHERE b.name = 'together'""").fetchall()
@@ -191,10 +206,7 @@ def budget_created_while_recording(dsn):
           "a new budget's count of the ledger waits for the recorder in flight")
     recorder.commit()
     commit()
-    counted, ledger = watcher.execute("""
-        SELECT (SELECT tokenledger.amount(tokenledger.sum(s.spent)) FROM tokenledger.budget_spend s
-                JOIN tokenledger.budgets b ON b.id = s.budget_id WHERE b.name = 'late'),
-               (SELECT tokenledger.amount(tokenledger.sum(cost)) FROM tokenledger.usage WHERE team = 'late')""").fetchone()
+    counted, ledger = counted_and_ledger(watcher, 'late', 'late')
     check(counted == ledger == 1, f"the row recorded meanwhile is counted once: {counted} of {ledger}")
     for c in (admin, recorder, watcher):
         c.close()
@@ -448,17 +460,8 @@ def more_backends_than_slots(dsn):
     for c in conns:  # every transaction holds its slot until it ends: none waits
         c.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, team)
                      VALUES ('acme', 'm', 'in=1000000 out=0', 'crowd')""")
-    joins = [in_thread(c.commit) for c in conns]
-    errors = []
-    for j in joins:
-        try:
-            j()
-        except Exception as e:
-            errors.append(str(e))
-    counted, ledger = admin.execute("""
-        SELECT (SELECT tokenledger.amount(tokenledger.sum(s.spent)) FROM tokenledger.budget_spend s
-                JOIN tokenledger.budgets b ON b.id = s.budget_id WHERE b.name = 'crowd'),
-               (SELECT tokenledger.amount(tokenledger.sum(cost)) FROM tokenledger.usage WHERE team = 'crowd')""").fetchone()
+    errors = commit_all(conns)
+    counted, ledger = counted_and_ledger(admin, 'crowd', 'crowd')
     check(not errors and counted == ledger == n,
           f"{n} concurrent open recorders (64 shared slots): counted {counted}, ledger {ledger} {errors[:1]}")
     for c in [admin] + conns:
