@@ -299,10 +299,16 @@ CREATE OR REPLACE FUNCTION @extschema@.budget_check(team text DEFAULT NULL, init
 		ORDER BY c.id;
 	END;
 
-CREATE OR REPLACE FUNCTION @extschema@.budget_reserve(team text DEFAULT NULL, initiative text DEFAULT NULL,
-		principal text DEFAULT NULL, api_key text DEFAULT NULL, app text DEFAULT NULL,
-		estimate @extschema@.cost DEFAULT NULL, ttl interval DEFAULT '10 minutes')
-	RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
+-- a reservation records the role that took it: only that role (or one with
+-- its rights, or an admin) releases it
+ALTER TABLE @extschema@.budget_reservations ADD COLUMN reserved_by text;
+COMMENT ON COLUMN @extschema@.budget_reservations.reserved_by IS
+	'the role that took the reservation (NULL for reservations taken before 1.1: only admins release them)';
+
+-- budget_reserve() (C) runs this as the extension's owner, naming the caller
+CREATE FUNCTION @extschema@.budget_reserve_for(caller oid, team text, initiative text,
+		principal text, api_key text, app text, estimate @extschema@.cost, ttl interval)
+	RETURNS uuid LANGUAGE plpgsql
 	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -311,31 +317,33 @@ DECLARE
 	pos record;
 	held cost;
 	rid uuid;
-	expires timestamptz := now() + budget_reserve.ttl;
+	expires timestamptz := now() + budget_reserve_for.ttl;
 BEGIN
-	IF budget_reserve.estimate IS NULL THEN
+	IF budget_reserve_for.estimate IS NULL THEN
 		RAISE EXCEPTION 'a reservation needs an estimate' USING ERRCODE = 'null_value_not_allowed',
 			HINT = 'Estimate the call first, e.g. with tokenledger.cost_of(tokens, provider, model).';
 	END IF;
-	IF amount(budget_reserve.estimate) < 0 THEN
-		RAISE EXCEPTION 'a reservation''s estimate cannot be negative: %', budget_reserve.estimate
+	IF amount(budget_reserve_for.estimate) < 0 THEN
+		RAISE EXCEPTION 'a reservation''s estimate cannot be negative: %', budget_reserve_for.estimate
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF budget_reserve.ttl IS NULL OR budget_reserve.ttl <= interval '0' THEN
+	IF budget_reserve_for.ttl IS NULL OR budget_reserve_for.ttl <= interval '0' THEN
 		RAISE EXCEPTION 'a reservation needs a positive ttl' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	INSERT INTO budget_reservations (team, initiative, principal, api_key, app, estimate, expires_at)
-	VALUES (budget_reserve.team, budget_reserve.initiative, budget_reserve.principal,
-			budget_reserve.api_key, budget_reserve.app, budget_reserve.estimate, expires)
+	INSERT INTO budget_reservations (team, initiative, principal, api_key, app, estimate, expires_at,
+									 reserved_by)
+	VALUES (budget_reserve_for.team, budget_reserve_for.initiative, budget_reserve_for.principal,
+			budget_reserve_for.api_key, budget_reserve_for.app, budget_reserve_for.estimate, expires,
+			(SELECT r.rolname FROM pg_roles r WHERE r.oid = budget_reserve_for.caller))
 	RETURNING id INTO rid;
 	-- every applicable budget, in id order: block budgets are locked in that
 	-- order, as the commit-time alert checks lock them
 	FOR b IN SELECT * FROM budgets x
-			 WHERE budget_applies(x, budget_reserve.team, budget_reserve.initiative,
-								  budget_reserve.principal, budget_reserve.api_key, budget_reserve.app)
+			 WHERE budget_applies(x, budget_reserve_for.team, budget_reserve_for.initiative,
+								  budget_reserve_for.principal, budget_reserve_for.api_key, budget_reserve_for.app)
 			 ORDER BY x.id LOOP
 		-- the estimate in the budget's currency, at today's rate (22023 when none)
-		held := convert(budget_reserve.estimate, currency(b.amount), now());
+		held := convert(budget_reserve_for.estimate, currency(b.amount), now());
 		ps := period_start(b.period, now(), b.time_zone);
 		IF b.mode = 'block' THEN
 			PERFORM lock_budget(b.id);
@@ -365,8 +373,40 @@ BEGIN
 	END LOOP;
 	RETURN rid;
 END $$;
--- it writes reservations as the extension's owner: granted, not PUBLIC
-REVOKE EXECUTE ON FUNCTION @extschema@.budget_reserve(text, text, text, text, text, @extschema@.cost, interval) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.budget_reserve_for(oid, text, text, text, text, text, @extschema@.cost, interval) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION @extschema@.budget_reserve(team text DEFAULT NULL, initiative text DEFAULT NULL,
+		principal text DEFAULT NULL, api_key text DEFAULT NULL, app text DEFAULT NULL,
+		estimate @extschema@.cost DEFAULT NULL, ttl interval DEFAULT '10 minutes')
+	RETURNS uuid AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION @extschema@.budget_release_for(caller oid, reservation uuid) RETURNS boolean
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+DECLARE
+	r budget_reservations;
+BEGIN
+	SELECT * INTO r FROM budget_reservations x WHERE x.id = reservation FOR UPDATE;
+	IF NOT FOUND OR r.released_at IS NOT NULL OR r.settled_at IS NOT NULL THEN
+		RETURN false;
+	END IF;
+	IF NOT (pg_has_role(caller, 'tokenledger_admin', 'USAGE')
+			OR (r.reserved_by IS NOT NULL
+				AND EXISTS (SELECT FROM pg_roles x WHERE x.rolname = r.reserved_by)
+				AND pg_has_role(caller, r.reserved_by, 'USAGE'))) THEN
+		RAISE EXCEPTION 'reservation % was taken by role %, not by %', reservation,
+			coalesce(quote_ident(r.reserved_by), '(unknown: before 1.1)'), caller::regrole
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'A reservation is released by the role that took it, a role with its rights, or a member of tokenledger_admin.';
+	END IF;
+	UPDATE budget_reservations x SET released_at = now() WHERE x.id = reservation;
+	DELETE FROM budget_holds h WHERE h.reservation_id = reservation;
+	RETURN true;
+END $$;
+REVOKE EXECUTE ON FUNCTION @extschema@.budget_release_for(oid, uuid) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION @extschema@.budget_release(reservation uuid) RETURNS boolean
+	AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION @extschema@.budget_release(uuid) IS
+	'free a reservation that will not be used (only the role that took it, a role with its rights, or an admin); false when it was already settled or released';
 
 -- a new or changed budget is counted again from the ledger when its
 -- transaction commits (recorders wait only from then until it has)
@@ -431,6 +471,186 @@ CROSS JOIN LATERAL (
 ) c;
 COMMENT ON COLUMN @extschema@.budget_status.unconverted IS
 	'spend in the period that no exchange rate converts to the budget''s currency (e.g. 3.00 EUR), counted apart; NULL when none';
+
+-- ---------------------------------------------------------------------------
+-- roles, team isolation and the rights of each function
+-- ---------------------------------------------------------------------------
+
+-- the three roles, created when absent (roles belong to the cluster: other
+-- databases share them, and they outlive the extension)
+DO $$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['tokenledger_writer', 'tokenledger_reader', 'tokenledger_admin'] LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r) THEN
+			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+		END IF;
+	END LOOP;
+	-- an admin is a writer and a reader
+	FOREACH r IN ARRAY ARRAY['tokenledger_writer', 'tokenledger_reader'] LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_auth_members m
+					   WHERE m.roleid OPERATOR(pg_catalog.=) r::regrole
+						 AND m.member OPERATOR(pg_catalog.=) 'tokenledger_admin'::regrole) THEN
+			EXECUTE pg_catalog.format('GRANT %I TO tokenledger_admin', r);
+		END IF;
+	END LOOP;
+END $$;
+
+-- which roles see which teams' rows; '*' is every team and unattributed spend
+CREATE TABLE @extschema@.team_members (
+	role_name text NOT NULL,
+	team text NOT NULL,
+	PRIMARY KEY (role_name, team)
+);
+COMMENT ON TABLE @extschema@.team_members IS
+	'team isolation: a role sees the ledger rows of the teams listed for it or for a role whose rights it has; team ''*'' is every team and unattributed spend';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.team_members', '');
+
+CREATE FUNCTION @extschema@.visible_teams() RETURNS text[]
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.visible_teams() IS
+	'the teams whose ledger rows the current role sees; {*} for every team (admins, superusers, ''*'' members)';
+
+-- reading is by team; recording is never refused for a team
+ALTER TABLE @extschema@.usage ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.outcomes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usage_by_team ON @extschema@.usage FOR SELECT
+	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
+		   OR team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[]));
+CREATE POLICY usage_recording ON @extschema@.usage FOR INSERT WITH CHECK (true);
+CREATE POLICY outcomes_by_team ON @extschema@.outcomes FOR SELECT
+	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
+		   OR initiative IN (SELECT i.name FROM @extschema@.initiatives i
+							 WHERE i.team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])));
+CREATE POLICY outcomes_recording ON @extschema@.outcomes FOR INSERT WITH CHECK (true);
+
+-- views read with the caller's rights, so the policies above apply to them
+ALTER VIEW @extschema@.unpriced_usage SET (security_invoker = true);
+ALTER VIEW @extschema@.budget_status SET (security_invoker = true);
+
+-- UPDATE of usage: refused for every role but the owner, also in replica
+-- sessions; the row trigger allows the owner one thing, what reprice() does
+CREATE TRIGGER usage_no_update BEFORE UPDATE ON @extschema@.usage
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.append_only('owner fills costs');
+ALTER TABLE @extschema@.usage ENABLE ALWAYS TRIGGER usage_no_update;
+ALTER TABLE @extschema@.usage ENABLE ALWAYS TRIGGER usage_before;
+
+-- a shipped catalog row that an admin corrects becomes the user's, so
+-- pg_dump keeps it; restoring it over the shipped row of a new install
+-- replaces that row
+CREATE FUNCTION @extschema@.shipped_row_corrected() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+BEGIN
+	NEW.shipped := false;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER prices_corrected BEFORE UPDATE ON @extschema@.prices
+	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_corrected();
+CREATE TRIGGER model_aliases_corrected BEFORE UPDATE ON @extschema@.model_aliases
+	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_corrected();
+CREATE FUNCTION @extschema@.shipped_row_restored() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+BEGIN
+	IF TG_TABLE_NAME = 'prices' THEN
+		UPDATE prices p SET provider = NEW.provider, model = NEW.model, service_tier = NEW.service_tier,
+							effective_from = NEW.effective_from, rate = NEW.rate,
+							min_input_tokens = NEW.min_input_tokens, source = NEW.source, shipped = false
+		WHERE p.id = NEW.id AND p.shipped;
+	ELSE
+		UPDATE model_aliases a SET model = NEW.model, shipped = false
+		WHERE a.provider = NEW.provider AND a.alias = NEW.alias AND a.shipped;
+	END IF;
+	IF FOUND THEN
+		RETURN NULL;
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER prices_restored BEFORE INSERT ON @extschema@.prices
+	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.shipped_row_restored();
+CREATE TRIGGER model_aliases_restored BEFORE INSERT ON @extschema@.model_aliases
+	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.shipped_row_restored();
+
+-- functions that act for a role run as the extension's owner, with a
+-- pinned search_path
+ALTER FUNCTION @extschema@.record_usage(text, text, jsonb, text, timestamptz, text, bigint,
+		@extschema@.cost, text, text, text, text, text, text, text, text, jsonb, uuid)
+	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
+ALTER FUNCTION @extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb)
+	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
+ALTER FUNCTION @extschema@.record_otel_span(jsonb, timestamptz, text, text, text, text, text, text, text, text, jsonb)
+	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
+ALTER FUNCTION @extschema@.budget_check(text, text, text, text, text, @extschema@.cost)
+	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
+ALTER FUNCTION @extschema@.adjust(bigint, @extschema@.cost, text)
+	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
+ALTER FUNCTION @extschema@.reprice()
+	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
+ALTER FUNCTION @extschema@.rerate(text, text, timestamptz, timestamptz)
+	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
+ALTER FUNCTION @extschema@.import_prices_litellm(jsonb, timestamptz)
+	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
+-- and the functions only they call are nobody else's
+ALTER FUNCTION @extschema@.replay_conflict(text, text, text, text) SET search_path = pg_catalog, @extschema@, pg_temp;
+
+-- what PUBLIC may no longer run
+REVOKE EXECUTE ON FUNCTION
+	@extschema@.record_usage(text, text, jsonb, text, timestamptz, text, bigint,
+		@extschema@.cost, text, text, text, text, text, text, text, text, jsonb, uuid),
+	@extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb),
+	@extschema@.record_otel_span(jsonb, timestamptz, text, text, text, text, text, text, text, text, jsonb),
+	@extschema@.cost_of(@extschema@.tokens, text, text, text, timestamptz),
+	@extschema@.budget_check(text, text, text, text, text, @extschema@.cost),
+	@extschema@.budget_reserve(text, text, text, text, text, @extschema@.cost, interval),
+	@extschema@.budget_release(uuid),
+	@extschema@.adjust(bigint, @extschema@.cost, text),
+	@extschema@.reprice(),
+	@extschema@.rerate(text, text, timestamptz, timestamptz),
+	@extschema@.import_prices_litellm(jsonb, timestamptz),
+	@extschema@.price_of(@extschema@.tokens, text, text, text, timestamptz, bigint),
+	@extschema@.replay_conflict(text, text, text, text),
+	@extschema@.recorded_usage(text),
+	@extschema@.recorded_outcome(text),
+	@extschema@.budget_backfill(),
+	@extschema@.fx_rates_recount(),
+	@extschema@.shipped_row_corrected(),
+	@extschema@.shipped_row_restored()
+FROM PUBLIC;
+
+-- tokenledger_writer (apps): records, prices and checks budgets
+GRANT USAGE ON SCHEMA @extschema@ TO tokenledger_writer, tokenledger_reader, tokenledger_admin;
+GRANT INSERT ON @extschema@.usage, @extschema@.outcomes TO tokenledger_writer;
+GRANT USAGE ON SEQUENCE @extschema@.usage_id_seq, @extschema@.outcomes_id_seq TO tokenledger_writer;
+GRANT EXECUTE ON FUNCTION
+	@extschema@.record_usage(text, text, jsonb, text, timestamptz, text, bigint,
+		@extschema@.cost, text, text, text, text, text, text, text, text, jsonb, uuid),
+	@extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb),
+	@extschema@.record_otel_span(jsonb, timestamptz, text, text, text, text, text, text, text, text, jsonb),
+	@extschema@.cost_of(@extschema@.tokens, text, text, text, timestamptz),
+	@extschema@.budget_check(text, text, text, text, text, @extschema@.cost),
+	@extschema@.budget_reserve(text, text, text, text, text, @extschema@.cost, interval),
+	@extschema@.budget_release(uuid)
+TO tokenledger_writer;
+
+-- tokenledger_reader (finance, BI tools): reads the ledger of its teams
+GRANT SELECT ON @extschema@.usage, @extschema@.outcomes, @extschema@.initiatives, @extschema@.budgets,
+	@extschema@.prices, @extschema@.model_aliases, @extschema@.attribution_rules, @extschema@.fx_rates,
+	@extschema@.team_members, @extschema@.unpriced_usage, @extschema@.budget_status
+TO tokenledger_reader;
+
+-- tokenledger_admin: both, and the catalog, budgets and corrections
+GRANT INSERT, UPDATE, DELETE ON @extschema@.prices, @extschema@.model_aliases, @extschema@.initiatives,
+	@extschema@.attribution_rules, @extschema@.budgets, @extschema@.fx_rates, @extschema@.team_members
+TO tokenledger_admin;
+GRANT USAGE ON SEQUENCE @extschema@.prices_id_seq, @extschema@.initiatives_id_seq,
+	@extschema@.attribution_rules_id_seq, @extschema@.budgets_id_seq
+TO tokenledger_admin;
+GRANT EXECUTE ON FUNCTION
+	@extschema@.adjust(bigint, @extschema@.cost, text),
+	@extschema@.reprice(),
+	@extschema@.rerate(text, text, timestamptz, timestamptz),
+	@extschema@.import_prices_litellm(jsonb, timestamptz)
+TO tokenledger_admin;
 
 -- counters written by 1.0 left out spend in other currencies: count every
 -- active budget again by the 1.1 rules

@@ -147,12 +147,13 @@ enum
 	A_API_KEY,
 	A_APP,
 	A_RESERVATION_ID,
+	A_RECORDED_AT,
 	A_NCOLS
 };
 
-static const char *const account_columns[A_NCOLS] = {"id",      "occurred_at", "cost",
-													 "team",    "initiative",  "principal",
-													 "api_key", "app",         "reservation_id"};
+static const char *const account_columns[A_NCOLS] = {
+	"id",        "occurred_at", "cost", "team",           "initiative",
+	"principal", "api_key",     "app",  "reservation_id", "recorded_at"};
 
 /* the budget_spend columns */
 enum
@@ -378,7 +379,7 @@ scope_values(const char *out[], const Datum *values, const bool *nulls)
 
 /* count a row's cost against its budgets, and note its reservation */
 static void
-account_row(Relation rel, HeapTuple tuple)
+account_row(Relation rel, HeapTuple tuple, bool inserted)
 {
 	TupleDesc           desc = RelationGetDescr(rel);
 	Datum               values[A_NCOLS];
@@ -393,6 +394,11 @@ account_row(Relation rel, HeapTuple tuple)
 	map_columns(&account_map, rel, account_columns, A_NCOLS);
 	for (int i = 0; i < A_NCOLS; i++)
 		values[i] = heap_getattr(tuple, account_map.attno[i] + 1, desc, &nulls[i]);
+
+	/* a restored row was counted where it was first recorded */
+	if (inserted && !nulls[A_RECORDED_AT] &&
+		ledger_row_restored(DatumGetTimestampTz(values[A_RECORDED_AT])))
+		return;
 
 	if (!nulls[A_RESERVATION_ID])
 	{
@@ -440,7 +446,7 @@ budget_account(PG_FUNCTION_ARGS)
 		elog(ERROR, "budget_account: must be fired after, for each row");
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		account_row(trigdata->tg_relation, trigdata->tg_trigtuple);
+		account_row(trigdata->tg_relation, trigdata->tg_trigtuple, true);
 	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		/* the one update the ledger allows: a missing cost filled in */
@@ -453,7 +459,7 @@ budget_account(PG_FUNCTION_ARGS)
 		(void) heap_getattr(trigdata->tg_trigtuple, account_map.attno[A_COST] + 1, desc, &old_null);
 		(void) heap_getattr(trigdata->tg_newtuple, account_map.attno[A_COST] + 1, desc, &new_null);
 		if (old_null && !new_null)
-			account_row(rel, trigdata->tg_newtuple);
+			account_row(rel, trigdata->tg_newtuple, false);
 	}
 	return PointerGetDatum(NULL);
 }
@@ -1205,10 +1211,9 @@ budget_position(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "budget_position: return type must be a row type");
-	if (pg_class_aclcheck(o->budget_spend, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "budget_spend");
-	if (pg_class_aclcheck(o->budget_holds, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "budget_holds");
+	/* a budget's position is part of the budget: readers of budgets see it */
+	if (pg_class_aclcheck(o->budgets, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "budgets");
 	if (!currency_normalize(VARDATA_ANY(cur), VARSIZE_ANY_EXHDR(cur), currency))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("\"%s\" is not an ISO 4217 currency code", text_to_cstring(cur))));

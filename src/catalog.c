@@ -209,11 +209,12 @@ catalog_inval_callback(Datum arg, Oid relid)
 		if (parts[p].valid &&
 			(relid == InvalidOid || parts[p].relids[0] == relid || parts[p].relids[1] == relid))
 			parts[p].valid = false;
-	if (o->valid && (relid == InvalidOid || relid == o->usage || relid == o->outcomes ||
-					 relid == o->budget_spend || relid == o->budget_spend_key ||
-					 relid == o->budget_holds || relid == o->budget_holds_key ||
-					 relid == o->budget_alerts || relid == o->budget_alerts_key ||
-					 relid == o->usage_request_key || relid == o->outcomes_external_key))
+	if (o->valid &&
+		(relid == InvalidOid || relid == o->usage || relid == o->outcomes ||
+		 relid == o->budget_spend || relid == o->budget_spend_key || relid == o->budget_holds ||
+		 relid == o->budget_holds_key || relid == o->budget_alerts ||
+		 relid == o->budget_alerts_key || relid == o->budgets || relid == o->usage_request_key ||
+		 relid == o->outcomes_external_key))
 	{
 		o->valid = false;
 		ledger_generation++;
@@ -309,6 +310,7 @@ ledger_oids(void)
 	o->budget_holds_key = relid_in(nsp, "budget_holds_budget_idx");
 	o->budget_alerts = relid_in(nsp, "budget_alerts");
 	o->budget_alerts_key = relid_in(nsp, "budget_alerts_budget_id_period_start_threshold_key");
+	o->budgets = relid_in(nsp, "budgets");
 	o->generation = ledger_generation;
 	o->valid = true;
 	return o;

@@ -77,6 +77,7 @@ typedef struct LedgerOids
 	Oid    budget_holds_key;
 	Oid    budget_alerts;
 	Oid    budget_alerts_key;
+	Oid    budgets;
 } LedgerOids;
 
 /* internal SQL as the extension's owner: see owner_sql_begin */
@@ -130,6 +131,10 @@ extern void budget_init(void);
 
 /* ledger_trigger.c */
 extern void map_columns(ColumnMap *map, Relation rel, const char *const *names, int n);
+
+/* access.c */
+extern bool ledger_privileged(Relation rel);
+extern bool ledger_row_restored(TimestampTz recorded_at);
 
 /* jsonb_usage.c */
 extern void usage_jsonb_to_tokens(Jsonb *jb, Tokens *t);

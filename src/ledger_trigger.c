@@ -7,13 +7,17 @@
  *	  cost is given (recording price_id), keeps an explicit initiative/team,
  *	  else applies the first matching attribution rule, else marks the row
  *	  unattributed; fills team from the initiative, registers unknown
- *	  initiatives.  What a row already carries (a cost with its price_id, an
- *	  attribution) is kept, so restored rows come back as they were;
+ *	  initiatives.  A given cost is kept.  Only the table's owner (the
+ *	  extension's own functions, a restore) may give the columns the trigger
+ *	  sets: entries other than calls, price_id, attribution, recorded_at;
+ *	  a row whose recorded_at is not now is a restored row, kept as it is;
  *	- on UPDATE it allows one thing only: filling the cost of a row that has
  *	  none (what reprice() does), with the catalog's price.
  * outcome_before (BEFORE INSERT, per row): registers unknown initiatives and
- *	values the outcome at quantity x value_per_outcome when no value is given.
- * append_only (BEFORE UPDATE, DELETE or TRUNCATE, per statement): refuses,
+ *	values the outcome at quantity x value_per_outcome when no value is given
+ *	(restored rows, again, are kept as they are).
+ * append_only (BEFORE UPDATE, DELETE or TRUNCATE, per statement): refuses
+ *	(an UPDATE by the table's owner passes when the trigger has an argument),
  *	even when no row would be touched.
  */
 #include "postgres.h"
@@ -75,11 +79,12 @@ enum
 	O_QUANTITY,
 	O_VALUE,
 	O_ATTRIBUTES,
+	O_RECORDED_AT,
 	O_NCOLS
 };
 
 static const char *const outcome_columns[O_NCOLS] = {"initiative", "quantity", "value",
-													 "attributes"};
+													 "attributes", "recorded_at"};
 
 /* '{}' */
 static Datum
@@ -126,6 +131,36 @@ set_text(Datum *values, bool *nulls, bool *repl, int col, const char *s)
 	values[col] = s ? CStringGetTextDatum(s) : (Datum) 0;
 	nulls[col] = (s == NULL);
 	repl[col] = true;
+}
+
+/*
+ * A column the insert path sets itself, given by a role that is not the
+ * table's owner: refused, naming the column and the value.
+ */
+static void
+refuse_given(Relation rel, const char *column, const char *value, const char *hint)
+{
+	ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					errmsg("%s of \"%s\" is set by tokenledger, not by the inserting role: %s",
+						   column, RelationGetRelationName(rel), value),
+					errhint("%s", hint)));
+}
+
+/*
+ * Whether a row carries a recorded_at of another transaction (a restored
+ * row); refused unless the inserting role owns the table.
+ */
+static bool
+restored_row(Relation rel, Datum recorded_at, bool isnull)
+{
+	if (isnull || !ledger_row_restored(DatumGetTimestampTz(recorded_at)))
+		return false;
+	if (!ledger_privileged(rel))
+		refuse_given(rel, "recorded_at",
+					 DatumGetCString(DirectFunctionCall1(timestamptz_out, recorded_at)),
+					 "Leave recorded_at out: it is the time of recording; occurred_at is the "
+					 "time of the call.");
+	return true;
 }
 
 /*
@@ -287,6 +322,30 @@ usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 		repl[U_TAGS] = true;
 	}
 
+	/* a restored row comes back as it was recorded: not priced, attributed or counted again */
+	if (restored_row(rel, values[U_RECORDED_AT], nulls[U_RECORDED_AT]))
+		goto done;
+
+	/*
+	 * Corrections, prices and attributions are the extension's to record:
+	 * from any other role a row is a call, priced and attributed here.
+	 */
+	if ((strcmp(entry, "call") != 0 || !nulls[U_PRICE_ID] || !nulls[U_ATTRIBUTION]) &&
+		!ledger_privileged(rel))
+	{
+		if (strcmp(entry, "call") != 0)
+			refuse_given(rel, "entry", entry,
+						 "Record corrections with tokenledger.adjust(usage_id, delta, reason) or "
+						 "tokenledger.rerate().");
+		if (!nulls[U_PRICE_ID])
+			refuse_given(rel, "price_id",
+						 DatumGetCString(DirectFunctionCall1(int8out, values[U_PRICE_ID])),
+						 "Leave price_id out: the catalog prices the call, or give its cost.");
+		refuse_given(rel, "attribution", text_or_null(values, nulls, U_ATTRIBUTION),
+					 "Leave attribution out: give initiative or team, or let the attribution "
+					 "rules decide.");
+	}
+
 	/*
 	 * The catalog prices calls that come without a cost.  A row that carries
 	 * its cost keeps it, with the price_id it came with (normally none; a
@@ -346,6 +405,7 @@ usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 		repl[U_RECORDED_AT] = true;
 	}
 
+done:
 	for (int i = 0; i < U_NCOLS; i++)
 		if (repl[i])
 		{
@@ -459,6 +519,7 @@ outcome_before(PG_FUNCTION_ARGS)
 	Datum            values[2];
 	bool             nulls[2] = {false, false};
 	int              n = 0;
+	bool             restored;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
@@ -468,12 +529,15 @@ outcome_before(PG_FUNCTION_ARGS)
 	tuple = trigdata->tg_trigtuple;
 	map_columns(&map, rel, outcome_columns, O_NCOLS);
 
+	d = heap_getattr(tuple, map.attno[O_RECORDED_AT] + 1, desc, &isnull);
+	restored = restored_row(rel, d, isnull);
 	d = heap_getattr(tuple, map.attno[O_INITIATIVE] + 1, desc, &isnull);
 	initiative = isnull ? NULL : TextDatumGetCString(d);
-	register_if_unknown(initiative);
+	if (!restored)
+		register_if_unknown(initiative);
 
 	(void) heap_getattr(tuple, map.attno[O_VALUE] + 1, desc, &isnull);
-	if (isnull && initiative != NULL)
+	if (isnull && initiative != NULL && !restored)
 	{
 		const CachedInitiative *ini = catalog_initiative(initiative);
 		Datum                   q = heap_getattr(tuple, map.attno[O_QUANTITY] + 1, desc, &isnull);
@@ -504,6 +568,10 @@ append_only(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "append_only: not called by the trigger manager");
+	/* given an argument: the owner may update (the row trigger says what) */
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && trigdata->tg_trigger->tgnargs > 0 &&
+		ledger_privileged(trigdata->tg_relation))
+		return PointerGetDatum(NULL);
 	refuse_change(trigdata->tg_relation, TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE"
 										 : TRIGGER_FIRED_BY_DELETE(trigdata->tg_event)
 											 ? "DELETE"

@@ -1,0 +1,208 @@
+/*
+ * access.c
+ *		Who may do what: the roles' view of the ledger and the functions that
+ *		act for the calling role.
+ *
+ * - ledger_privileged: the table's owner (or a superuser) writes the
+ *	 columns the insert path otherwise sets itself (a restore does);
+ * - ledger_row_restored: a row recorded in another transaction, brought
+ *	 back by a restore, is kept as it is and not counted again;
+ * - visible_teams(): the teams whose rows the calling role sees, for the
+ *	 row-level security policies of the ledger;
+ * - budget_reserve() and budget_release() run their SQL as the extension's
+ *	 owner, telling it which role called: a reservation is released only by
+ *	 the role that took it (or a role with its rights, or an admin).
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/uuid.h"
+
+#include "tokenledger.h"
+#include "ledger.h"
+
+/* the role whose members see every team and write the catalog */
+#define ADMIN_ROLE "tokenledger_admin"
+
+bool
+ledger_privileged(Relation rel)
+{
+	return has_privs_of_role(GetUserId(), rel->rd_rel->relowner);
+}
+
+/*
+ * Rows recorded now carry this transaction's start time (the default, or
+ * what the insert trigger sets); a row that carries another time was
+ * recorded before, elsewhere, and is being restored.
+ */
+bool
+ledger_row_restored(TimestampTz recorded_at)
+{
+	return recorded_at != GetCurrentTransactionStartTimestamp();
+}
+
+/*
+ * visible_teams(): the teams whose ledger rows the current role sees: those
+ * team_members lists for it or for a role whose rights it has; '{*}' for
+ * every team (admins, superusers and '*' members).
+ */
+PG_FUNCTION_INFO_V1(visible_teams);
+Datum
+visible_teams(PG_FUNCTION_ARGS)
+{
+	const LedgerOids *o = ledger_oids();
+	Oid               user = GetUserId();
+	Oid               admin = get_role_oid(ADMIN_ROLE, true);
+	Oid               relid;
+	Relation          rel;
+	TableScanDesc     scan;
+	HeapTuple         tup;
+	TupleDesc         desc;
+	int               role_att;
+	int               team_att;
+	Datum            *teams = NULL;
+	int               nteams = 0;
+	int               size = 0;
+	bool              all = false;
+
+	if (superuser_arg(user) || (OidIsValid(admin) && has_privs_of_role(user, admin)))
+		all = true;
+	relid = get_relname_relid("team_members", o->nsp);
+	if (!all && OidIsValid(relid))
+	{
+		rel = table_open(relid, AccessShareLock);
+		desc = RelationGetDescr(rel);
+		role_att = SPI_fnumber(desc, "role_name");
+		team_att = SPI_fnumber(desc, "team");
+		if (role_att <= 0 || team_att <= 0)
+			elog(ERROR, "tokenledger.team_members lacks its columns");
+		scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+		while (!all && (tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		{
+			bool  isnull;
+			Datum role = heap_getattr(tup, role_att, desc, &isnull);
+			Datum team;
+			Oid   member;
+
+			if (isnull)
+				continue;
+			member = get_role_oid(TextDatumGetCString(role), true);
+			if (!OidIsValid(member) || !has_privs_of_role(user, member))
+				continue;
+			team = heap_getattr(tup, team_att, desc, &isnull);
+			if (isnull)
+				continue;
+			if (strcmp(TextDatumGetCString(team), "*") == 0)
+				all = true;
+			else
+			{
+				if (nteams >= size)
+				{
+					size = Max(8, size * 2);
+					teams = teams ? repalloc(teams, size * sizeof(Datum))
+								  : palloc(size * sizeof(Datum));
+				}
+				teams[nteams++] = datumCopy(team, false, -1);
+			}
+		}
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+	}
+	if (all)
+	{
+		Datum star = CStringGetTextDatum("*");
+
+		PG_RETURN_ARRAYTYPE_P(construct_array(&star, 1, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(teams, nteams, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Call a function of the internal SQL as the extension's owner, with the
+ * calling role as its first argument and this function's arguments after
+ * it; returns its result (a by-value type or one of fixed length typlen).
+ */
+static Datum
+call_for_caller(FunctionCallInfo fcinfo, KeptPlan *plan, const char *sql, const Oid *argtypes,
+				int typlen, bool typbyval, bool *isnull)
+{
+	Oid      caller = GetUserId();
+	int      nargs = PG_NARGS();
+	Datum    args[FUNC_MAX_ARGS];
+	char     nulls[FUNC_MAX_ARGS];
+	OwnerSql owner;
+	Datum    result;
+
+	Assert(nargs + 1 <= FUNC_MAX_ARGS);
+	args[0] = ObjectIdGetDatum(caller);
+	nulls[0] = ' ';
+	for (int i = 0; i < nargs; i++)
+	{
+		args[i + 1] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i + 1] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	owner_sql_begin(&owner);
+	if (SPI_execute_plan(owner_sql_plan(plan, sql, nargs + 1, argtypes), args, nulls, false, 1) !=
+			SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "tokenledger: internal call failed: %s", sql);
+	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+	if (!*isnull)
+		result = SPI_datumTransfer(result, typbyval, typlen);
+	owner_sql_end(&owner);
+	return result;
+}
+
+/* budget_reserve(team, initiative, principal, api_key, app, estimate, ttl) */
+PG_FUNCTION_INFO_V1(budget_reserve);
+Datum
+budget_reserve(PG_FUNCTION_ARGS)
+{
+	static KeptPlan plan;
+	const Oid       argtypes[8] = {
+			  OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, ledger_oids()->cost_type, INTERVALOID};
+	bool  isnull;
+	Datum d;
+
+	if (PG_NARGS() != 7)
+		elog(ERROR, "budget_reserve: wrong number of arguments");
+	d = call_for_caller(fcinfo, &plan,
+						"SELECT tokenledger.budget_reserve_for($1, $2, $3, $4, $5, $6, $7, $8)",
+						argtypes, UUID_LEN, false, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(d);
+}
+
+/* budget_release(reservation) */
+PG_FUNCTION_INFO_V1(budget_release);
+Datum
+budget_release(PG_FUNCTION_ARGS)
+{
+	static KeptPlan plan;
+	const Oid       argtypes[2] = {OIDOID, UUIDOID};
+	bool            isnull;
+	Datum           d;
+
+	if (PG_NARGS() != 1)
+		elog(ERROR, "budget_release: wrong number of arguments");
+	d = call_for_caller(fcinfo, &plan, "SELECT tokenledger.budget_release_for($1, $2)", argtypes, 1,
+						true, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(d);
+}
