@@ -420,6 +420,10 @@ CREATE OR REPLACE FUNCTION @extschema@.budget_backfill() RETURNS trigger
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 BEGIN
+	-- a restored budget comes with its counters (see restored_guard)
+	IF TG_OP = 'INSERT' AND NEW.created_at <> now() THEN
+		RETURN NULL;
+	END IF;
 	IF TG_OP = 'UPDATE' AND (OLD.scope, OLD.scope_value, OLD.period, OLD.time_zone, currency(OLD.amount), OLD.active)
 		IS NOT DISTINCT FROM (NEW.scope, NEW.scope_value, NEW.period, NEW.time_zone, currency(NEW.amount), NEW.active) THEN
 		RETURN NULL;
@@ -437,16 +441,37 @@ CREATE FUNCTION @extschema@.budget_delete_waits() RETURNS trigger
 CREATE TRIGGER budgets_delete_waits BEFORE DELETE ON @extschema@.budgets
 	FOR EACH ROW EXECUTE FUNCTION @extschema@.budget_delete_waits();
 
--- changed exchange rates: budgets are counted again at the rates as they now stand
+-- changed exchange rates: budgets are counted again at the rates as they now
+-- stand (restored rates come with the counters they gave)
+ALTER TABLE @extschema@.fx_rates ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now();
+COMMENT ON COLUMN @extschema@.fx_rates.recorded_at IS 'when the rate was recorded';
 CREATE FUNCTION @extschema@.fx_rates_recount() RETURNS trigger
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 BEGIN
+	IF TG_OP = 'INSERT' THEN
+		IF NOT EXISTS (SELECT FROM added a WHERE a.recorded_at = now()) THEN
+			RETURN NULL;
+		END IF;
+	END IF;
 	PERFORM budget_recount(b.id) FROM budgets b WHERE b.active ORDER BY b.id;
 	RETURN NULL;
 END $$;
-CREATE TRIGGER fx_rates_recount AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.fx_rates
+-- (named to fire after fx_rates_changed, which makes the new rates seen)
+CREATE TRIGGER fx_rates_recount AFTER UPDATE OR DELETE OR TRUNCATE ON @extschema@.fx_rates
 	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.fx_rates_recount();
+CREATE TRIGGER fx_rates_recount_added AFTER INSERT ON @extschema@.fx_rates
+	REFERENCING NEW TABLE AS added
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.fx_rates_recount();
+
+-- the time a budget or a rate was recorded is the server's, but for a
+-- restore (by the tables' owner): what marks a restored row
+CREATE FUNCTION @extschema@.restored_guard() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE TRIGGER budgets_restored_guard BEFORE INSERT ON @extschema@.budgets
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.restored_guard('created_at');
+CREATE TRIGGER fx_rates_restored_guard BEFORE INSERT ON @extschema@.fx_rates
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.restored_guard('recorded_at');
 
 CREATE OR REPLACE VIEW @extschema@.budget_status AS
 SELECT b.id AS budget_id, b.name, b.scope, b.scope_value, b.period, b.time_zone, b.mode, b.active,

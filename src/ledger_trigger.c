@@ -559,6 +559,38 @@ outcome_before(PG_FUNCTION_ARGS)
 	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, n, cols, values, nulls));
 }
 
+/*
+ * BEFORE INSERT, per row, on tables whose rows carry the time they were
+ * recorded (the trigger's argument names the column): only the table's
+ * owner gives one of another transaction, and such a row is a restored one,
+ * which the recount triggers leave alone.
+ */
+PG_FUNCTION_INFO_V1(restored_guard);
+Datum
+restored_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation     rel;
+	int          attno;
+	bool         isnull;
+	Datum        d;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) || trigdata->tg_trigger->tgnargs != 1)
+		elog(ERROR, "restored_guard: must be fired before insert, for each row, with a column");
+	rel = trigdata->tg_relation;
+	attno = SPI_fnumber(RelationGetDescr(rel), trigdata->tg_trigger->tgargs[0]);
+	if (attno <= 0)
+		elog(ERROR, "restored_guard: no column \"%s\"", trigdata->tg_trigger->tgargs[0]);
+	d = heap_getattr(trigdata->tg_trigtuple, attno, RelationGetDescr(rel), &isnull);
+	if (!isnull && ledger_row_restored(DatumGetTimestampTz(d)) && !ledger_privileged(rel))
+		refuse_given(rel, trigdata->tg_trigger->tgargs[0],
+					 DatumGetCString(DirectFunctionCall1(timestamptz_out, d)),
+					 "Leave it out: it is the time the row is recorded.");
+	return PointerGetDatum(trigdata->tg_trigtuple);
+}
+
 /* BEFORE UPDATE, DELETE or TRUNCATE, for each statement: refuse */
 PG_FUNCTION_INFO_V1(append_only);
 Datum
