@@ -498,6 +498,29 @@ COMMENT ON COLUMN @extschema@.budget_status.unconverted IS
 	'spend in the period that no exchange rate converts to the budget''s currency (e.g. 3.00 EUR), counted apart; NULL when none';
 
 -- ---------------------------------------------------------------------------
+-- the shipped catalog of 1.1: models released since 1.0.  Rows a release
+-- adds take fixed ids below zero (the users' rows take the sequence's), so
+-- an updated and a new installation number them alike; a row a user
+-- already has for the same model, tier and time is kept, and wins
+-- ---------------------------------------------------------------------------
+
+INSERT INTO @extschema@.prices (id, provider, model, service_tier, effective_from, rate, min_input_tokens, source, shipped)
+SELECT id, provider, model, tier, timestamptz '2023-01-01 00:00:00+00', rate::@extschema@.rate, 0, source, true
+FROM (VALUES
+	(-1, 'openai', 'gpt-5.1', 'standard', 'in=1.25 out=10 cache_read=0.125 USD/1M', 'https://openai.com/api/pricing/'),
+	(-2, 'openai', 'gpt-5.1', 'batch', 'in=0.625 out=5 cache_read=0.0625 USD/1M', 'https://openai.com/api/pricing/'),
+	(-3, 'openai', 'gpt-5.1', 'priority', 'in=2.5 out=20 cache_read=0.25 USD/1M', 'https://openai.com/api/pricing/'),
+	(-4, 'openai', 'gpt-5.1-codex', 'standard', 'in=1.25 out=10 cache_read=0.125 USD/1M', 'https://openai.com/api/pricing/'),
+	(-5, 'openai', 'gpt-5-codex', 'standard', 'in=1.25 out=10 cache_read=0.125 USD/1M', 'https://openai.com/api/pricing/'),
+	(-6, 'openai', 'gpt-5-pro', 'standard', 'in=15 out=120 USD/1M', 'https://openai.com/api/pricing/'),
+	(-7, 'openai', 'gpt-5-pro', 'batch', 'in=7.5 out=60 USD/1M', 'https://openai.com/api/pricing/')
+) AS v(id, provider, model, tier, rate, source)
+ON CONFLICT DO NOTHING;
+INSERT INTO @extschema@.model_aliases (provider, alias, model, shipped)
+VALUES ('openai', 'gpt-5.1-chat-latest', 'gpt-5.1', true)
+ON CONFLICT DO NOTHING;
+
+-- ---------------------------------------------------------------------------
 -- roles, team isolation and the rights of each function
 -- ---------------------------------------------------------------------------
 

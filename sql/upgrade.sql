@@ -16,6 +16,10 @@ SELECT budget_reserve(team => 'up', estimate => '3 USD') IS NOT NULL AS reserved
 SELECT budget_reserve(team => 'up', estimate => '3 USD');
 SELECT b.name, s.spent FROM budget_spend s JOIN budgets b ON b.id = s.budget_id;
 SELECT threshold, spent FROM budget_alerts;
+-- a price a user added under 1.0 for a model 1.1 ships
+INSERT INTO prices (provider, model, effective_from, rate, source)
+VALUES ('openai', 'gpt-5.1', '2023-01-01', 'in=1 out=8 USD/1M', 'our contract');
+SELECT id AS user_price_id FROM prices WHERE model = 'gpt-5.1' \gset
 
 ALTER EXTENSION tokenledger UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'tokenledger';
@@ -29,3 +33,10 @@ SELECT name, spent, reserved, remaining FROM budget_check(team => 'up');
 INSERT INTO usage (provider, model, tokens, team) VALUES ('acme', 'm', 'in=500000 out=0', 'up');
 SELECT name, spent, reserved, remaining FROM budget_check(team => 'up');
 SELECT budget_reserve(team => 'up', estimate => '0.5 USD');
+-- the shipped rows of 1.1 took fixed ids below zero; the user's row for the
+-- same model, tier and time is kept as it was, and prices its calls
+SELECT id < 0 AS shipped_id, id = :user_price_id AS users_row, service_tier, rate, source, shipped
+FROM prices WHERE model = 'gpt-5.1' ORDER BY service_tier, id;
+SELECT cost_of('in=1000000 out=0', 'openai', 'gpt-5.1') AS users_price,
+	   cost_of('in=1000000 out=0', 'openai', 'gpt-5.1', 'priority') AS shipped_price;
+SELECT id, model FROM prices WHERE shipped AND id < 0 ORDER BY id DESC;
