@@ -36,6 +36,20 @@ CREATE FUNCTION @extschema@.recorded_outcome(external_ref text) RETURNS @extsche
 COMMENT ON FUNCTION @extschema@.recorded_outcome(text) IS
 	'the outcome recorded under an external_ref, as committed now; NULL when none';
 
+-- the conflict error names the key and the fields that differ (the
+-- recorded row may be one the replaying role cannot read)
+CREATE OR REPLACE FUNCTION @extschema@.replay_conflict(what text, key text, recorded text, replayed text)
+	RETURNS void LANGUAGE plpgsql
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+BEGIN
+	RAISE EXCEPTION '% "%" was already recorded with different content', what, key
+		USING ERRCODE = 'unique_violation',
+			  DETAIL = format('The replay differs in: %s.', recorded),
+			  HINT = 'A replay must repeat the original; record a correction with tokenledger.adjust() instead.';
+END $$;
+COMMENT ON FUNCTION @extschema@.replay_conflict(text, text, text, text) IS
+	'the error of a replayed key with different content (recorded: the fields that differ)';
+
 CREATE OR REPLACE FUNCTION @extschema@.record_usage(provider text, model text, usage jsonb,
 		request_id text DEFAULT NULL, occurred_at timestamptz DEFAULT NULL,
 		service_tier text DEFAULT NULL, requests bigint DEFAULT NULL,
@@ -62,9 +76,14 @@ BEGIN
 				IF old.provider <> record_usage.provider OR old.model <> record_usage.model
 				   OR old.service_tier <> tier OR old.tokens <> t
 				   OR (record_usage.cost IS NOT NULL AND old.cost IS DISTINCT FROM record_usage.cost) THEN
+					-- the recorded row may be another team's: name what differs, not its values
 					PERFORM replay_conflict('request_id', record_usage.request_id,
-						format('%s %s (%s) %s, cost %s', old.provider, old.model, old.service_tier, old.tokens, coalesce(old.cost::text, 'none')),
-						format('%s %s (%s) %s, cost %s', record_usage.provider, record_usage.model, tier, t, coalesce(record_usage.cost::text, 'none')));
+						concat_ws(', ', CASE WHEN old.provider <> record_usage.provider THEN 'provider' END,
+								  CASE WHEN old.model <> record_usage.model THEN 'model' END,
+								  CASE WHEN old.service_tier <> tier THEN 'service_tier' END,
+								  CASE WHEN old.tokens <> t THEN 'tokens' END,
+								  CASE WHEN record_usage.cost IS NOT NULL AND old.cost IS DISTINCT FROM record_usage.cost THEN 'cost' END),
+						NULL);
 				END IF;
 				RETURN old.id;
 			END IF;
@@ -108,8 +127,11 @@ BEGIN
 				   OR old.quantity <> record_outcome.quantity
 				   OR (record_outcome.value IS NOT NULL AND old.value IS DISTINCT FROM record_outcome.value) THEN
 					PERFORM replay_conflict('external_ref', record_outcome.external_ref,
-						format('%s %s x %s, value %s', old.initiative, old.metric, old.quantity, coalesce(old.value::text, 'none')),
-						format('%s %s x %s, value %s', record_outcome.initiative, record_outcome.metric, record_outcome.quantity, coalesce(record_outcome.value::text, 'none')));
+						concat_ws(', ', CASE WHEN old.initiative <> record_outcome.initiative THEN 'initiative' END,
+								  CASE WHEN old.metric <> record_outcome.metric THEN 'metric' END,
+								  CASE WHEN old.quantity <> record_outcome.quantity THEN 'quantity' END,
+								  CASE WHEN record_outcome.value IS NOT NULL AND old.value IS DISTINCT FROM record_outcome.value THEN 'value' END),
+						NULL);
 				END IF;
 				RETURN old.id;
 			END IF;
@@ -222,6 +244,15 @@ CREATE EVENT TRIGGER tokenledger_guard_ledger ON ddl_command_end
 ALTER TABLE @extschema@.budget_spend ADD COLUMN currency text;
 UPDATE @extschema@.budget_spend SET currency = @extschema@.currency(spent);
 ALTER TABLE @extschema@.budget_spend ALTER COLUMN currency SET NOT NULL;
+-- counters restored from a dump taken at 1.0 come without it
+CREATE FUNCTION @extschema@.budget_spend_currency() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+BEGIN
+	NEW.currency := coalesce(NEW.currency, currency(NEW.spent));
+	RETURN NEW;
+END $$;
+CREATE TRIGGER budget_spend_currency BEFORE INSERT ON @extschema@.budget_spend
+	FOR EACH ROW WHEN (NEW.currency IS NULL) EXECUTE FUNCTION @extschema@.budget_spend_currency();
 ALTER TABLE @extschema@.budget_spend
 	ADD CONSTRAINT budget_spend_currency_check CHECK (currency = @extschema@.currency(spent));
 ALTER TABLE @extschema@.budget_spend DROP CONSTRAINT budget_spend_pkey;
@@ -473,6 +504,12 @@ CREATE TRIGGER budgets_restored_guard BEFORE INSERT ON @extschema@.budgets
 CREATE TRIGGER fx_rates_restored_guard BEFORE INSERT ON @extschema@.fx_rates
 	FOR EACH ROW EXECUTE FUNCTION @extschema@.restored_guard('recorded_at');
 
+-- a budget's spend is seen by the roles that see its team (see visible_teams)
+CREATE FUNCTION @extschema@.budget_visible(budget_id bigint) RETURNS boolean
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.budget_visible(bigint) IS
+	'whether the current role sees a budget''s spend: a budget of a team it sees (scope team, or an initiative of the team); budgets of other scopes only for those that see every team';
+
 CREATE OR REPLACE VIEW @extschema@.budget_status AS
 SELECT b.id AS budget_id, b.name, b.scope, b.scope_value, b.period, b.time_zone, b.mode, b.active,
 	   c.ps AS period_start, c.pe AS period_end,
@@ -493,7 +530,8 @@ CROSS JOIN LATERAL (
 	FROM (SELECT @extschema@.period_start(b.period, now(), b.time_zone) AS ps,
 				 @extschema@.period_end(b.period, now(), b.time_zone) AS pe) p
 	CROSS JOIN LATERAL @extschema@.budget_position(b.id, p.ps, @extschema@.currency(b.amount)) pos
-) c;
+) c
+WHERE @extschema@.budget_visible(b.id);
 COMMENT ON COLUMN @extschema@.budget_status.unconverted IS
 	'spend in the period that no exchange rate converts to the budget''s currency (e.g. 3.00 EUR), counted apart; NULL when none';
 
@@ -600,7 +638,16 @@ CREATE TRIGGER model_aliases_corrected BEFORE UPDATE ON @extschema@.model_aliase
 CREATE FUNCTION @extschema@.shipped_row_restored() RETURNS trigger LANGUAGE plpgsql
 	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 BEGIN
+	-- a restore is the tables' owner's; anyone else's insert is an insert
+	IF NOT pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+		RETURN NEW;
+	END IF;
 	IF TG_TABLE_NAME = 'prices' THEN
+		-- a row of the user's that a release shipped under another id since
+		DELETE FROM prices p
+		WHERE p.shipped AND p.id <> NEW.id AND p.provider = NEW.provider AND p.model = NEW.model
+		  AND p.service_tier = NEW.service_tier AND p.min_input_tokens = NEW.min_input_tokens
+		  AND p.effective_from = NEW.effective_from;
 		UPDATE prices p SET provider = NEW.provider, model = NEW.model, service_tier = NEW.service_tier,
 							effective_from = NEW.effective_from, rate = NEW.rate,
 							min_input_tokens = NEW.min_input_tokens, source = NEW.source, shipped = false
@@ -614,6 +661,24 @@ BEGIN
 	END IF;
 	RETURN NEW;
 END $$;
+-- shipped rows are not deleted (a restore would bring them back): correct
+-- them instead, and they become the user's.  The tables' owner may (a
+-- restore replaces a shipped row by the user's row of the same key)
+CREATE FUNCTION @extschema@.shipped_row_kept() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+BEGIN
+	IF pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+		RETURN OLD;
+	END IF;
+	RAISE EXCEPTION 'the shipped % row % cannot be deleted', TG_TABLE_NAME,
+		row_to_json(OLD)::jsonb - 'shipped' - 'source'
+		USING ERRCODE = 'object_not_in_prerequisite_state',
+			  HINT = 'Update it instead (it becomes yours, and pg_dump keeps it), or add a price with a later effective_from.';
+END $$;
+CREATE TRIGGER prices_shipped_kept BEFORE DELETE ON @extschema@.prices
+	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_kept();
+CREATE TRIGGER model_aliases_shipped_kept BEFORE DELETE ON @extschema@.model_aliases
+	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_kept();
 CREATE TRIGGER prices_restored BEFORE INSERT ON @extschema@.prices
 	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.shipped_row_restored();
 CREATE TRIGGER model_aliases_restored BEFORE INSERT ON @extschema@.model_aliases
@@ -638,8 +703,6 @@ ALTER FUNCTION @extschema@.rerate(text, text, timestamptz, timestamptz)
 	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
 ALTER FUNCTION @extschema@.import_prices_litellm(jsonb, timestamptz)
 	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
--- and the functions only they call are nobody else's
-ALTER FUNCTION @extschema@.replay_conflict(text, text, text, text) SET search_path = pg_catalog, @extschema@, pg_temp;
 
 -- what PUBLIC may no longer run
 REVOKE EXECUTE ON FUNCTION
@@ -662,7 +725,8 @@ REVOKE EXECUTE ON FUNCTION
 	@extschema@.budget_backfill(),
 	@extschema@.fx_rates_recount(),
 	@extschema@.shipped_row_corrected(),
-	@extschema@.shipped_row_restored()
+	@extschema@.shipped_row_restored(),
+	@extschema@.shipped_row_kept()
 FROM PUBLIC;
 
 -- tokenledger_writer (apps): records, prices and checks budgets

@@ -8,7 +8,8 @@
  * - ledger_row_restored: a row recorded in another transaction, brought
  *	 back by a restore, is kept as it is and not counted again;
  * - visible_teams(): the teams whose rows the calling role sees, for the
- *	 row-level security policies of the ledger;
+ *	 row-level security policies of the ledger, and budget_visible() for
+ *	 budget_status and budget_position (a budget's spend is its teams');
  * - budget_reserve() and budget_release() run their SQL as the extension's
  *	 owner, telling it which role called: a reservation is released only by
  *	 the role that took it (or a role with its rights, or an admin).
@@ -27,6 +28,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "nodes/pg_list.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -56,13 +58,12 @@ ledger_row_restored(TimestampTz recorded_at)
 }
 
 /*
- * visible_teams(): the teams whose ledger rows the current role sees: those
- * team_members lists for it or for a role whose rights it has; '{*}' for
- * every team (admins, superusers and '*' members).
+ * The teams whose ledger rows the current role sees: *all for every team
+ * (superusers, the extension's owner, admins and '*' members), else those
+ * team_members lists for it or for a role whose rights it has.
  */
-PG_FUNCTION_INFO_V1(visible_teams);
-Datum
-visible_teams(PG_FUNCTION_ARGS)
+static List *
+caller_teams(bool *all)
 {
 	const LedgerOids *o = ledger_oids();
 	Oid               user = GetUserId();
@@ -74,61 +75,124 @@ visible_teams(PG_FUNCTION_ARGS)
 	TupleDesc         desc;
 	int               role_att;
 	int               team_att;
-	Datum            *teams = NULL;
-	int               nteams = 0;
-	int               size = 0;
-	bool              all = false;
+	List             *teams = NIL;
 
-	if (superuser_arg(user) || (OidIsValid(admin) && has_privs_of_role(user, admin)))
-		all = true;
+	*all = has_privs_of_role(user, o->owner) || (OidIsValid(admin) && has_privs_of_role(user, admin));
 	relid = get_relname_relid("team_members", o->nsp);
-	if (!all && OidIsValid(relid))
+	if (*all || !OidIsValid(relid))
+		return NIL;
+	rel = table_open(relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	role_att = SPI_fnumber(desc, "role_name");
+	team_att = SPI_fnumber(desc, "team");
+	if (role_att <= 0 || team_att <= 0)
+		elog(ERROR, "tokenledger.team_members lacks its columns");
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	while (!*all && (tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
-		rel = table_open(relid, AccessShareLock);
-		desc = RelationGetDescr(rel);
-		role_att = SPI_fnumber(desc, "role_name");
-		team_att = SPI_fnumber(desc, "team");
-		if (role_att <= 0 || team_att <= 0)
-			elog(ERROR, "tokenledger.team_members lacks its columns");
-		scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
-		while (!all && (tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
-		{
-			bool  isnull;
-			Datum role = heap_getattr(tup, role_att, desc, &isnull);
-			Datum team;
-			Oid   member;
+		bool  isnull;
+		Datum role = heap_getattr(tup, role_att, desc, &isnull);
+		Datum team;
+		Oid   member;
 
-			if (isnull)
-				continue;
-			member = get_role_oid(TextDatumGetCString(role), true);
-			if (!OidIsValid(member) || !has_privs_of_role(user, member))
-				continue;
-			team = heap_getattr(tup, team_att, desc, &isnull);
-			if (isnull)
-				continue;
-			if (strcmp(TextDatumGetCString(team), "*") == 0)
-				all = true;
-			else
-			{
-				if (nteams >= size)
-				{
-					size = Max(8, size * 2);
-					teams = teams ? repalloc(teams, size * sizeof(Datum))
-								  : palloc(size * sizeof(Datum));
-				}
-				teams[nteams++] = datumCopy(team, false, -1);
-			}
-		}
-		table_endscan(scan);
-		table_close(rel, AccessShareLock);
+		if (isnull)
+			continue;
+		member = get_role_oid(TextDatumGetCString(role), true);
+		if (!OidIsValid(member) || !has_privs_of_role(user, member))
+			continue;
+		team = heap_getattr(tup, team_att, desc, &isnull);
+		if (isnull)
+			continue;
+		if (strcmp(TextDatumGetCString(team), "*") == 0)
+			*all = true;
+		else
+			teams = lappend(teams, TextDatumGetCString(team));
 	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return teams;
+}
+
+/* visible_teams(): caller_teams as text[]; '{*}' for every team */
+PG_FUNCTION_INFO_V1(visible_teams);
+Datum
+visible_teams(PG_FUNCTION_ARGS)
+{
+	bool      all;
+	List     *teams = caller_teams(&all);
+	Datum    *elems;
+	int       n = 0;
+	ListCell *lc;
+
 	if (all)
 	{
 		Datum star = CStringGetTextDatum("*");
 
 		PG_RETURN_ARRAYTYPE_P(construct_array(&star, 1, TEXTOID, -1, false, TYPALIGN_INT));
 	}
-	PG_RETURN_ARRAYTYPE_P(construct_array(teams, nteams, TEXTOID, -1, false, TYPALIGN_INT));
+	elems = palloc(Max(1, list_length(teams)) * sizeof(Datum));
+	foreach (lc, teams)
+		elems[n++] = CStringGetTextDatum((char *) lfirst(lc));
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Whether the current role sees a budget's spend: every budget for those
+ * that see every team; otherwise a budget of one of its teams (scope team,
+ * or an initiative of that team).  Budgets of other scopes (global, a
+ * principal, a key, an app) sum spend across teams: only the former see them.
+ */
+bool
+caller_sees_budget(int64 budget_id)
+{
+	static KeptPlan plan;
+	bool            all;
+	List           *teams = caller_teams(&all);
+	const Oid       argtypes[1] = {INT8OID};
+	Datum           args[1];
+	OwnerSql        owner;
+	char           *team = NULL;
+	ListCell       *lc;
+
+	if (all)
+		return true;
+	if (teams == NIL)
+		return false;
+	args[0] = Int64GetDatum(budget_id);
+	owner_sql_begin(&owner);
+	if (SPI_execute_plan(
+			owner_sql_plan(&plan,
+						   "SELECT CASE b.scope WHEN 'team' THEN b.scope_value"
+						   "       WHEN 'initiative' THEN (SELECT i.team FROM tokenledger.initiatives i"
+						   "                               WHERE i.name OPERATOR(pg_catalog.=) b.scope_value)"
+						   "       END"
+						   " FROM tokenledger.budgets b WHERE b.id OPERATOR(pg_catalog.=) $1",
+						   1, argtypes),
+			args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read budget " INT64_FORMAT, budget_id);
+	if (SPI_processed == 1)
+	{
+		bool  isnull;
+		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			team = TextDatumGetCString(d); /* palloc'd in the caller's context */
+	}
+	owner_sql_end(&owner);
+	if (team == NULL)
+		return false;
+	foreach (lc, teams)
+		if (strcmp((char *) lfirst(lc), team) == 0)
+			return true;
+	return false;
+}
+
+/* budget_visible(budget_id): caller_sees_budget, for the views */
+PG_FUNCTION_INFO_V1(budget_visible);
+Datum
+budget_visible(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(caller_sees_budget(PG_GETARG_INT64(0)));
 }
 
 /*

@@ -1211,9 +1211,17 @@ budget_position(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "budget_position: return type must be a row type");
-	/* a budget's position is part of the budget: readers of budgets see it */
+	/* a budget's spend is its teams': readers of budgets that see them see it */
 	if (pg_class_aclcheck(o->budgets, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "budgets");
+	if (!caller_sees_budget(budget_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" does not see the spend of budget " INT64_FORMAT,
+						GetUserNameFromId(GetUserId(), false), budget_id),
+				 errhint("A budget's spend is seen by the roles that see its team "
+						 "(tokenledger.team_members); budgets of other scopes by admins and "
+						 "'*' members.")));
 	if (!currency_normalize(VARDATA_ANY(cur), VARSIZE_ANY_EXHDR(cur), currency))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("\"%s\" is not an ISO 4217 currency code", text_to_cstring(cur))));

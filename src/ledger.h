@@ -135,6 +135,7 @@ extern void map_columns(ColumnMap *map, Relation rel, const char *const *names, 
 /* access.c */
 extern bool ledger_privileged(Relation rel);
 extern bool ledger_row_restored(TimestampTz recorded_at);
+extern bool caller_sees_budget(int64 budget_id);
 
 /* jsonb_usage.c */
 extern void usage_jsonb_to_tokens(Jsonb *jb, Tokens *t);

@@ -45,6 +45,8 @@
 #include "tokenledger.h"
 #include "ledger.h"
 
+PGDLLEXPORT Datum cost_out(PG_FUNCTION_ARGS);
+
 /* the usage columns the trigger reads or writes */
 enum
 {
@@ -345,6 +347,15 @@ usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 					 "Leave attribution out: give initiative or team, or let the attribution "
 					 "rules decide.");
 	}
+
+	/* a call costs something or nothing: credits are corrections (adjust()) */
+	if (strcmp(entry, "call") == 0 && !nulls[U_COST] && DatumGetCostP(values[U_COST])->nanos < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a call's cost cannot be negative: %s",
+						DatumGetCString(DirectFunctionCall1(cost_out, values[U_COST]))),
+				 errhint("Record a credit or refund as a correction: tokenledger.adjust(usage_id, "
+						 "delta, reason).")));
 
 	/*
 	 * The catalog prices calls that come without a cost.  A row that carries

@@ -308,7 +308,7 @@ def step(description, fn, *args):
 
 def main():
     admin = psycopg.connect("", autocommit=True)
-    dbs = [SOURCE] + [PREFIX + v for v in "abcd"]
+    dbs = [SOURCE] + [PREFIX + v for v in "abcdue"]
     tmp = tempfile.mkdtemp(prefix="tokenledger-dump-")
     try:
         createdb(admin, SOURCE)
@@ -364,6 +364,29 @@ def main():
                         "pg_restore --single-transaction --exit-on-error",
                         ["pg_restore", "--single-transaction", "--exit-on-error", "-d", db, custom], db)
         compare_all("(d) pg_restore --single-transaction --exit-on-error", source, db)
+
+        # (e) a ledger begun at 1.0 whose user price has the key of a row 1.1
+        # ships (the update kept the user's row), into a new 1.1 installation
+        db = PREFIX + "u"
+        createdb(admin, db)
+        u = connect(db)
+        step("(e) a 1.0 ledger with a user price for gpt-5.1, updated to 1.1", u.execute, """
+            CREATE EXTENSION tokenledger VERSION '1.0';
+            INSERT INTO tokenledger.prices (provider, model, effective_from, rate, source)
+            VALUES ('openai', 'gpt-5.1', '2023-01-01', 'in=1 out=8 USD/1M', 'our contract');
+            INSERT INTO tokenledger.usage (provider, model, tokens, team)
+            VALUES ('openai', 'gpt-5.1', 'in=1000000 out=0', 'red');
+            ALTER EXTENSION tokenledger UPDATE;""")
+        updated = fingerprint(u)
+        u.close()
+        dump = os.path.join(tmp, "u.dump")
+        rc, _, err = run(["pg_dump", "-Fc", "-f", dump, "-d", db])
+        check(rc == 0, "(e) pg_dump -Fc of the updated ledger succeeds", err[:600])
+        db = PREFIX + "e"
+        createdb(admin, db)
+        restore_checked("(e) updated 1.0 ledger into a new 1.1", "pg_restore --exit-on-error",
+                        ["pg_restore", "--exit-on-error", "-d", db, dump], db)
+        compare_all("(e) updated 1.0 ledger into a new 1.1", updated, db)
     except Failed:
         pass
     finally:

@@ -31,7 +31,7 @@ import sys
 import psycopg
 
 results = []
-PLAN = 55
+PLAN = 61
 DB = "tokenledger_roles_test"
 PASSWORD = "tl-roles-test"
 LOGINS = {
@@ -90,7 +90,9 @@ def setup(dsn):
         INSERT INTO tokenledger.initiatives (name, team, value_per_outcome)
         VALUES ('red-bot', 'red', '2 USD'), ('blue-bot', 'blue', '3 USD');
         INSERT INTO tokenledger.budgets (name, scope, scope_value, period, amount, mode)
-        VALUES ('red block', 'team', 'red', 'total', '100 USD', 'block');
+        VALUES ('red block', 'team', 'red', 'total', '100 USD', 'block'),
+               ('blue block', 'team', 'blue', 'total', '100 USD', 'block'),
+               ('everyone', 'global', NULL, 'total', '1000 USD', 'alert');
         INSERT INTO tokenledger.team_members VALUES ('tlt_fin', 'red'), ('tlt_blue_team', 'blue'),
                                                     ('tlt_cfo', '*');
     """)
@@ -147,6 +149,9 @@ def writer(dsn, su):
         ("attribution", "INSERT INTO tokenledger.usage (provider, model, tokens, attribution) VALUES ('acme', 'm', 'in=1 out=0', 'rule:7')"),
         ("recorded_at", "INSERT INTO tokenledger.usage (provider, model, tokens, recorded_at) VALUES ('acme', 'm', 'in=1 out=0', '2020-01-01')"),
     ]
+    check(sqlstate(app, "INSERT INTO tokenledger.usage (provider, model, tokens, team, cost) VALUES ('acme', 'm', 'in=1 out=0', 'red', '-1000 USD')") == "22023"
+          and sqlstate(app, "SELECT tokenledger.record_usage('acme', 'm', '{\"input\": 1, \"output\": 0}', team => 'red', cost => '-1000 USD')") == "22023",
+          "a writer cannot lower the counters with a negative cost (22023; credits are adjust()'s)")
     for column, sql in forged:
         check(sqlstate(app, sql) == "42501", f"a writer cannot give {column} (42501)")
     check(one(su, "SELECT count(*) FROM tokenledger.usage WHERE entry <> 'call' OR recorded_at < '2021-01-01'") == 0,
@@ -158,6 +163,14 @@ def writer(dsn, su):
 
     # reservations are released by the role that took them
     app2 = login(dsn, "tlt_app2")
+    su.execute("INSERT INTO tokenledger.usage (provider, model, tokens, team, request_id) VALUES ('acme', 'm', 'in=777 out=0', 'blue', 'blue-secret')")
+    try:
+        app2.execute("SELECT tokenledger.record_usage('acme', 'm', '{\"input_tokens\": 1}', request_id => 'blue-secret')")
+        detail = None
+    except psycopg.Error as e:
+        detail = (e.sqlstate, e.diag.message_detail)
+    check(detail is not None and detail[0] == "23505" and "777" not in (detail[1] or "") and "tokens" in (detail[1] or ""),
+          f"a conflicting replay names what differs, not another team's recorded values ({detail})")
     check(sqlstate(app2, "SELECT tokenledger.budget_release(%s)", (r1,)) == "42501",
           "another writer cannot release the reservation (42501)")
     check(one(su, "SELECT released_at IS NULL FROM tokenledger.budget_reservations WHERE id = %s", (r1,)),
@@ -198,6 +211,10 @@ def readers(dsn, su):
           "views and rows with no team are filtered too")
     check(one(fin, "SELECT spent FROM tokenledger.budget_status WHERE name = 'red block'") is not None,
           "a reader reads budget_status")
+    names = {r[0] for r in fin.execute("SELECT name FROM tokenledger.budget_status")}
+    check(names == {"red block"}, f"budget_status shows a reader the budgets of its teams only (saw {sorted(names)})")
+    check(sqlstate(fin, "SELECT tokenledger.budget_position(b.id, '-infinity', 'USD') FROM tokenledger.budgets b WHERE b.name = 'blue block'") == "42501",
+          "budget_position refuses another team's budget (42501)")
     check(sqlstate(fin, "SELECT count(*) FROM tokenledger.budget_spend") == "42501",
           "a reader cannot read the counters' table")
     check(sqlstate(fin, "INSERT INTO tokenledger.usage (provider, model, tokens) VALUES ('acme', 'm', 'in=1 out=0')") == "42501",
@@ -231,8 +248,14 @@ def readers(dsn, su):
 
 def admin(dsn, su):
     boss = login(dsn, "tlt_boss")
-    check(one(boss, "SELECT count(*) FROM tokenledger.usage") == one(su, "SELECT count(*) FROM tokenledger.usage"),
-          "an admin sees every row")
+    check(one(boss, "SELECT count(*) FROM tokenledger.usage") == one(su, "SELECT count(*) FROM tokenledger.usage")
+          and one(boss, "SELECT count(*) FROM tokenledger.budget_status") == one(su, "SELECT count(*) FROM tokenledger.budgets"),
+          "an admin sees every row and every budget")
+    check(sqlstate(boss, "DELETE FROM tokenledger.model_aliases WHERE shipped") == "55000",
+          "a shipped catalog row is not deleted (55000): a restore would bring it back")
+    boss.execute("INSERT INTO tokenledger.model_aliases VALUES ('openai', 'chatgpt-4o-latest', 'gpt-5') ON CONFLICT DO NOTHING")
+    check(one(su, "SELECT model || ' ' || shipped FROM tokenledger.model_aliases WHERE alias = 'chatgpt-4o-latest'") == "gpt-4o true",
+          "an admin's INSERT ... ON CONFLICT DO NOTHING leaves a shipped row alone")
     ok = all(sqlstate(boss, sql) is None for sql in [
         "INSERT INTO tokenledger.prices (provider, model, effective_from, rate) VALUES ('acme', 'm2', '2020-01-01', 'in=2 out=0 USD/1M')",
         "INSERT INTO tokenledger.budgets (name, scope, period, amount) VALUES ('all', 'global', 'month', '1000 USD')",
