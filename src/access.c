@@ -77,7 +77,8 @@ caller_teams(bool *all)
 	int               team_att;
 	List             *teams = NIL;
 
-	*all = has_privs_of_role(user, o->owner) || (OidIsValid(admin) && has_privs_of_role(user, admin));
+	*all =
+		has_privs_of_role(user, o->owner) || (OidIsValid(admin) && has_privs_of_role(user, admin));
 	relid = get_relname_relid("team_members", o->nsp);
 	if (*all || !OidIsValid(relid))
 		return NIL;
@@ -161,13 +162,14 @@ caller_sees_budget(int64 budget_id)
 	args[0] = Int64GetDatum(budget_id);
 	owner_sql_begin(&owner);
 	if (SPI_execute_plan(
-			owner_sql_plan(&plan,
-						   "SELECT CASE b.scope WHEN 'team' THEN b.scope_value"
-						   "       WHEN 'initiative' THEN (SELECT i.team FROM tokenledger.initiatives i"
-						   "                               WHERE i.name OPERATOR(pg_catalog.=) b.scope_value)"
-						   "       END"
-						   " FROM tokenledger.budgets b WHERE b.id OPERATOR(pg_catalog.=) $1",
-						   1, argtypes),
+			owner_sql_plan(
+				&plan,
+				"SELECT CASE b.scope WHEN 'team' THEN b.scope_value"
+				"       WHEN 'initiative' THEN (SELECT i.team FROM tokenledger.initiatives i"
+				"                               WHERE i.name OPERATOR(pg_catalog.=) b.scope_value)"
+				"       END"
+				" FROM tokenledger.budgets b WHERE b.id OPERATOR(pg_catalog.=) $1",
+				1, argtypes),
 			args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read budget " INT64_FORMAT, budget_id);
 	if (SPI_processed == 1)

@@ -1215,13 +1215,12 @@ budget_position(PG_FUNCTION_ARGS)
 	if (pg_class_aclcheck(o->budgets, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "budgets");
 	if (!caller_sees_budget(budget_id))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" does not see the spend of budget " INT64_FORMAT,
-						GetUserNameFromId(GetUserId(), false), budget_id),
-				 errhint("A budget's spend is seen by the roles that see its team "
-						 "(tokenledger.team_members); budgets of other scopes by admins and "
-						 "'*' members.")));
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						errmsg("role \"%s\" does not see the spend of budget " INT64_FORMAT,
+							   GetUserNameFromId(GetUserId(), false), budget_id),
+						errhint("A budget's spend is seen by the roles that see its team "
+								"(tokenledger.team_members); budgets of other scopes by admins and "
+								"'*' members.")));
 	if (!currency_normalize(VARDATA_ANY(cur), VARSIZE_ANY_EXHDR(cur), currency))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("\"%s\" is not an ISO 4217 currency code", text_to_cstring(cur))));

@@ -266,7 +266,8 @@ read_currency(const char *p, char *code, bool *valid)
 }
 
 /*
- * Read a currency symbol at p: $, the euro sign or the pound sign.
+ * Read a currency symbol at p: $, or in a UTF-8 database the euro sign or the
+ * pound sign (in another encoding their UTF-8 bytes are other characters).
  */
 static int
 read_symbol(const char *p, char *code)
@@ -276,6 +277,8 @@ read_symbol(const char *p, char *code)
 		strcpy(code, "USD");
 		return 1;
 	}
+	if (GetDatabaseEncoding() != PG_UTF8)
+		return 0;
 	if (strncmp(p, EURO_SIGN, 3) == 0)
 	{
 		strcpy(code, "EUR");
@@ -306,6 +309,7 @@ cost_parse(const char *str, CostValue *result, Node *escontext)
 	char        code[CURRENCY_LEN + 1] = {0};
 	char        other[CURRENCY_LEN + 1];
 	bool        have_code = false;
+	bool        code_first = false;
 	bool        valid = false;
 	bool        neg = false;
 	bool        have_sign = false;
@@ -320,6 +324,7 @@ cost_parse(const char *str, CostValue *result, Node *escontext)
 		if (!valid)
 			COST_SYNTAX_ERROR(escontext, str, "\"%.*s\" is not an ISO 4217 currency code.", n, p);
 		have_code = true;
+		code_first = true;
 		p = skip_space(p + n);
 	}
 
@@ -361,6 +366,8 @@ cost_parse(const char *str, CostValue *result, Node *escontext)
 	{
 		if (!valid)
 			COST_SYNTAX_ERROR(escontext, str, "\"%.*s\" is not an ISO 4217 currency code.", n, p);
+		if (code_first)
+			COST_SYNTAX_ERROR(escontext, str, "The currency code is given twice.");
 		if (have_code && strcmp(code, other) != 0)
 			COST_SYNTAX_ERROR(escontext, str, "The currency is given twice, as %s and as %s.", code,
 							  other);
@@ -414,24 +421,46 @@ cost_out(PG_FUNCTION_ARGS)
 	PG_RETURN_CSTRING(buf.data);
 }
 
+/* bytes of the binary form: int64 nanos, then the three-letter code */
+#define COST_BINARY_LEN (8 + CURRENCY_LEN)
+
+/*
+ * A received currency code for a message: quoted when it is printable
+ * ASCII, else as hex, so that no byte invalid in an encoding reaches it.
+ */
+static char *
+describe_received_code(const char *code)
+{
+	for (int i = 0; i < CURRENCY_LEN; i++)
+		if ((unsigned char) code[i] < 0x20 || (unsigned char) code[i] > 0x7e)
+			return psprintf("0x%02x%02x%02x", (unsigned char) code[0], (unsigned char) code[1],
+							(unsigned char) code[2]);
+	return psprintf("\"%.*s\"", CURRENCY_LEN, code);
+}
+
 /* Binary input: int64 nanos, then the three-letter code. */
 PG_FUNCTION_INFO_V1(cost_recv);
 Datum
 cost_recv(PG_FUNCTION_ARGS)
 {
 	StringInfo  buf = (StringInfo) PG_GETARG_POINTER(0);
-	int64       nanos = pq_getmsgint64(buf);
-	const char *code = pq_getmsgbytes(buf, CURRENCY_LEN);
+	int64       nanos;
+	const char *code;
 	char        cur[CURRENCY_LEN + 1];
 
+	if (buf->len - buf->cursor != COST_BINARY_LEN)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+						errmsg("invalid external cost value: %d bytes, %d expected",
+							   buf->len - buf->cursor, COST_BINARY_LEN)));
+	nanos = pq_getmsgint64(buf);
+	code = pq_getmsgbytes(buf, CURRENCY_LEN);
 	if (nanos == PG_INT64_MIN)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 						errmsg("invalid external cost value: amount out of range")));
 	if (!currency_normalize(code, CURRENCY_LEN, cur) || memcmp(code, cur, CURRENCY_LEN) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid external cost value: currency \"%.3s\" is not an ISO 4217 code",
-						code)));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+						errmsg("invalid external cost value: currency %s is not an ISO 4217 code",
+							   describe_received_code(code))));
 	PG_RETURN_COST_P(cost_make(nanos, cur));
 }
 

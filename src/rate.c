@@ -72,8 +72,10 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 		const char *name;
 		int         namelen;
 		int         idx;
+		const char *eq;
 		const char *num;
 		int64       nanos;
+		bool        neg = false;
 		bool        oor = false;
 		int         n;
 
@@ -90,11 +92,18 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 		if (namelen == 0)
 			RATE_SYNTAX_ERROR(escontext, str, "A price is expected at \"%s\".", p);
 
-		if (*p != '=')
+		/* "=" may have blanks around it, as in tokens */
+		eq = p;
+		while (*eq == ' ' || *eq == '\t')
+			eq++;
+		if (*eq != '=')
 		{
 			/* the currency, last */
 			const char *q = p;
 
+			if (price_field_index(name, namelen) >= 0)
+				RATE_SYNTAX_ERROR(escontext, str, "Price \"%.*s\" has no \"=\" and number.",
+								  namelen, name);
 			if (!currency_normalize(name, namelen, result->currency))
 				RATE_SYNTAX_ERROR(
 					escontext, str,
@@ -123,20 +132,14 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 							  price_fields[idx].name);
 		seen[idx] = true;
 		nseen++;
-		p++;
-
-		num = p;
-		if (*p == '-')
-		{
-			const char *end = p + 1;
-
-			while (*end && !is_field_separator(*end))
-				end++;
-			RATE_SYNTAX_ERROR(escontext, str, "Price \"%.*s\" of \"%s\" is negative.",
-							  (int) (end - num), num, price_fields[idx].name);
-		}
-		if (*p == '+')
+		p = eq + 1;
+		while (*p == ' ' || *p == '\t')
 			p++;
+
+		/* a sign, then the number; "-0" is zero */
+		num = p;
+		if (*p == '+' || *p == '-')
+			neg = (*p++ == '-');
 		n = parse_decimal_nanos(p, &nanos, &oor);
 		p += n;
 		if (n == 0 || (*p != '\0' && !is_field_separator(*p)))
@@ -145,9 +148,15 @@ rate_parse(const char *str, Rate *result, Node *escontext)
 
 			while (*end && !is_field_separator(*end))
 				end++;
+			if (end == num)
+				RATE_SYNTAX_ERROR(escontext, str, "Price \"%s\" has no number after \"=\".",
+								  price_fields[idx].name);
 			RATE_SYNTAX_ERROR(escontext, str, "Price \"%.*s\" of \"%s\" is not a number.",
 							  (int) (end - num), num, price_fields[idx].name);
 		}
+		if (neg && (oor || nanos != 0))
+			RATE_SYNTAX_ERROR(escontext, str, "Price \"%.*s\" of \"%s\" is negative.",
+							  (int) (p - num), num, price_fields[idx].name);
 		if (oor)
 			ereturn(escontext, false,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -198,6 +207,23 @@ rate_out(PG_FUNCTION_ARGS)
 	PG_RETURN_CSTRING(buf.data);
 }
 
+/* bytes of the binary form: five int64 prices, then the currency code */
+#define RATE_BINARY_LEN (RATE_NPRICES * 8 + CURRENCY_LEN)
+
+/*
+ * A received currency code for a message: quoted when it is printable
+ * ASCII, else as hex, so that no byte invalid in an encoding reaches it.
+ */
+static char *
+describe_received_code(const char *code)
+{
+	for (int i = 0; i < CURRENCY_LEN; i++)
+		if ((unsigned char) code[i] < 0x20 || (unsigned char) code[i] > 0x7e)
+			return psprintf("0x%02x%02x%02x", (unsigned char) code[0], (unsigned char) code[1],
+							(unsigned char) code[2]);
+	return psprintf("\"%.*s\"", CURRENCY_LEN, code);
+}
+
 /* Binary input: five int64 prices in nanos, then the currency code. */
 PG_FUNCTION_INFO_V1(rate_recv);
 Datum
@@ -207,6 +233,10 @@ rate_recv(PG_FUNCTION_ARGS)
 	Rate       *r = (Rate *) palloc0(sizeof(Rate));
 	const char *code;
 
+	if (buf->len - buf->cursor != RATE_BINARY_LEN)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+						errmsg("invalid external rate value: %d bytes, %d expected",
+							   buf->len - buf->cursor, RATE_BINARY_LEN)));
 	for (int i = 0; i < RATE_NPRICES; i++)
 	{
 		PRICE(r, i) = pq_getmsgint64(buf);
@@ -218,10 +248,9 @@ rate_recv(PG_FUNCTION_ARGS)
 	code = pq_getmsgbytes(buf, CURRENCY_LEN);
 	if (!currency_normalize(code, CURRENCY_LEN, r->currency) ||
 		memcmp(code, r->currency, CURRENCY_LEN) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid external rate value: currency \"%.3s\" is not an ISO 4217 code",
-						code)));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+						errmsg("invalid external rate value: currency %s is not an ISO 4217 code",
+							   describe_received_code(code))));
 	PG_RETURN_RATE_P(r);
 }
 

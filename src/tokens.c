@@ -85,6 +85,7 @@ tokens_parse(const char *str, Tokens *result, Node *escontext)
 		int         idx;
 		const char *num;
 		uint64      val = 0;
+		bool        neg = false;
 		bool        oor = false;
 
 		while (is_field_separator(*p))
@@ -121,18 +122,10 @@ tokens_parse(const char *str, Tokens *result, Node *escontext)
 		while (*p == ' ' || *p == '\t')
 			p++;
 
+		/* a sign, then digits; "-0" is zero */
 		num = p;
-		if (*p == '+')
-			p++;
-		if (*p == '-')
-		{
-			const char *end = p + 1;
-
-			while (*end && !is_field_separator(*end))
-				end++;
-			TOKENS_SYNTAX_ERROR(escontext, str, "Count \"%.*s\" of field \"%s\" is negative.",
-								(int) (end - num), num, token_fields[idx].name);
-		}
+		if (*p == '+' || *p == '-')
+			neg = (*p++ == '-');
 		if (!(*p >= '0' && *p <= '9'))
 			TOKENS_SYNTAX_ERROR(escontext, str, "Field \"%s\" needs a whole number of tokens.",
 								token_fields[idx].name);
@@ -155,6 +148,9 @@ tokens_parse(const char *str, Tokens *result, Node *escontext)
 								"Count \"%.*s\" of field \"%s\" is not a whole number.",
 								(int) (end - num), num, token_fields[idx].name);
 		}
+		if (neg && (oor || val != 0))
+			TOKENS_SYNTAX_ERROR(escontext, str, "Count \"%.*s\" of field \"%s\" is negative.",
+								(int) (p - num), num, token_fields[idx].name);
 		if (oor)
 			ereturn(escontext, false,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -222,6 +218,9 @@ tokens_validate(const Tokens *t, int code, const char *context)
 						errdetail("Reasoning tokens are part of output.")));
 }
 
+/* bytes of the binary form */
+#define TOKENS_BINARY_LEN (TOKENS_NFIELDS * 8)
+
 /* Binary input: six int64 in the order input, output, cache_read,
  * cache_write, cache_write_1h, reasoning. */
 PG_FUNCTION_INFO_V1(tokens_recv);
@@ -231,6 +230,10 @@ tokens_recv(PG_FUNCTION_ARGS)
 	StringInfo buf = (StringInfo) PG_GETARG_POINTER(0);
 	Tokens    *t = tokens_alloc();
 
+	if (buf->len - buf->cursor != TOKENS_BINARY_LEN)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+						errmsg("invalid external tokens value: %d bytes, %d expected",
+							   buf->len - buf->cursor, TOKENS_BINARY_LEN)));
 	for (int i = 0; i < TOKENS_NFIELDS; i++)
 		FIELD(t, i) = pq_getmsgint64(buf);
 	tokens_validate(t, ERRCODE_INVALID_BINARY_REPRESENTATION, "invalid external tokens value");
