@@ -17,28 +17,8 @@
 #error "tokenledger needs a compiler with a 128-bit integer type"
 #endif
 
-/*
- * Soft input errors (pg_input_is_valid) exist from PostgreSQL 16 on; on
- * older servers every input error is a hard error.
- */
-#if PG_VERSION_NUM < 160000
-#define errsave(context, ...)        \
-	do                               \
-	{                                \
-		(void) (context);            \
-		ereport(ERROR, __VA_ARGS__); \
-	} while (0)
-#define ereturn(context, dummy_value, ...) \
-	do                                     \
-	{                                      \
-		(void) (context);                  \
-		ereport(ERROR, __VA_ARGS__);       \
-		return (dummy_value);              \
-	} while (0)
-#define SOFT_ERROR_OCCURRED(escontext) ((void) (escontext), false)
-#else
-#include "nodes/miscnodes.h"
-#endif
+/* version differences between PostgreSQL 13 and 17 */
+#include "compat.h"
 
 /* One nano is 1e-9 of a currency unit. */
 #define NANOS_PER_UNIT INT64CONST(1000000000)
