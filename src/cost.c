@@ -427,8 +427,9 @@ cost_out(PG_FUNCTION_ARGS)
 /*
  * A received currency code for a message: quoted when it is printable
  * ASCII, else as hex, so that no byte invalid in an encoding reaches it.
+ * (cost_recv and rate_recv)
  */
-static char *
+char *
 describe_received_code(const char *code)
 {
 	for (int i = 0; i < CURRENCY_LEN; i++)

@@ -210,20 +210,6 @@ rate_out(PG_FUNCTION_ARGS)
 /* bytes of the binary form: five int64 prices, then the currency code */
 #define RATE_BINARY_LEN (RATE_NPRICES * 8 + CURRENCY_LEN)
 
-/*
- * A received currency code for a message: quoted when it is printable
- * ASCII, else as hex, so that no byte invalid in an encoding reaches it.
- */
-static char *
-describe_received_code(const char *code)
-{
-	for (int i = 0; i < CURRENCY_LEN; i++)
-		if ((unsigned char) code[i] < 0x20 || (unsigned char) code[i] > 0x7e)
-			return psprintf("0x%02x%02x%02x", (unsigned char) code[0], (unsigned char) code[1],
-							(unsigned char) code[2]);
-	return psprintf("\"%.*s\"", CURRENCY_LEN, code);
-}
-
 /* Binary input: five int64 prices in nanos, then the currency code. */
 PG_FUNCTION_INFO_V1(rate_recv);
 Datum

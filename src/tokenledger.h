@@ -112,6 +112,7 @@ extern bool        currency_normalize(const char *src, int len, char *dst);
 extern const char *default_currency(void);
 
 /* cost.c: shared numeric helpers */
+extern char      *describe_received_code(const char *code);
 extern CostValue *cost_make(int64 nanos, const char *currency);
 extern Numeric    nanos_to_numeric(int64 nanos);
 extern Numeric    nanos128_to_numeric(int128 nanos);
