@@ -47,6 +47,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
+from tap import check, comment, results
+
 
 DBNAME = "tokenledger_budget_stress_test"
 SEED = int(os.environ.get("TOKENLEDGER_SEED") or 20251123)
@@ -62,23 +64,6 @@ PERIODS = ["day", "week", "month", "quarter", "year", "total"]
 SHARED_KEYS = 40
 # the error raised on purpose inside PL/pgSQL blocks
 DELIBERATE = "TLX42"
-
-results = []
-
-
-def check(ok, description, details=()):
-    results.append(bool(ok))
-    print(f"{'ok' if ok else 'not ok'} {len(results)} - {description}")
-    if not ok:
-        for d in list(details)[:20]:
-            print(f"#   {d}")
-    sys.stdout.flush()
-
-
-def comment(text):
-    for line in str(text).splitlines():
-        print(f"# {line}")
-    sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------------

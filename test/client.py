@@ -17,6 +17,8 @@ from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
 from psycopg.types.json import Jsonb
+from tap import check, results
+
 
 NANOS = 10**9
 
@@ -69,15 +71,6 @@ class TokensBinaryLoader(Loader):
 
     def load(self, data):
         return Tokens(*struct.unpack("!6q", bytes(data)))
-
-
-results = []
-
-
-def check(ok, description):
-    results.append(bool(ok))
-    print(f"{'ok' if ok else 'not ok'} {len(results)} - {description}")
-    sys.stdout.flush()
 
 
 def main():

@@ -46,6 +46,8 @@ import traceback
 from decimal import Decimal
 
 import psycopg
+from tap import check, comment, results
+
 
 BIN = "/usr/lib/postgresql/15/bin"
 SECONDS = float(os.environ.get("TOKENLEDGER_CRASH_SECONDS") or 5)
@@ -62,23 +64,6 @@ MIN_SETTLED = 10
 MIN_RELEASED = 3
 # recorders opened side by side with the prepared transactions
 BESIDE = 20
-
-results = []
-
-
-def check(ok, description, details=()):
-    results.append(bool(ok))
-    print(f"{'ok' if ok else 'not ok'} {len(results)} - {description}")
-    if not ok:
-        for d in list(details)[:20]:
-            print(f"#   {d}")
-    sys.stdout.flush()
-
-
-def comment(text):
-    for line in str(text).splitlines():
-        print(f"# {line}")
-    sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------------

@@ -34,21 +34,12 @@ import time
 
 import psycopg
 from psycopg.sql import Identifier
+from tap import check, results
+
 
 PREFIX = "tokenledger_dump_"
 SOURCE = PREFIX + "s"
 CHANNEL = "tokenledger_budget"
-
-results = []
-
-
-def check(ok, description, diag=None):
-    results.append(bool(ok))
-    print(f"{'ok' if ok else 'not ok'} {len(results)} - {description}")
-    if not ok and diag:
-        for line in diag.rstrip("\n").split("\n"):
-            print(f"#   {line}")
-    sys.stdout.flush()
 
 
 def dsn(db):

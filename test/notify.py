@@ -10,14 +10,7 @@ import json
 import sys
 
 import psycopg
-
-results = []
-
-
-def check(ok, description):
-    results.append(bool(ok))
-    print(f"{'ok' if ok else 'not ok'} {len(results)} - {description}")
-    sys.stdout.flush()
+from tap import check, results
 
 
 received = []

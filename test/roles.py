@@ -29,8 +29,9 @@ Uses a database and logins of its own.  Prints TAP.
 import sys
 
 import psycopg
+from tap import check, results
 
-results = []
+
 PLAN = 61
 DB = "tokenledger_roles_test"
 PASSWORD = "tl-roles-test"
@@ -44,12 +45,6 @@ LOGINS = {
     "tlt_nobody": "tokenledger_reader",
     "tlt_boss": "tokenledger_admin",
 }
-
-
-def check(ok, description):
-    results.append(bool(ok))
-    print(f"{'ok' if ok else 'not ok'} {len(results)} - {description}")
-    sys.stdout.flush()
 
 
 def login(dsn, user):

@@ -26,14 +26,7 @@ import time
 from decimal import Decimal
 
 import psycopg
-
-results = []
-
-
-def check(ok, description):
-    results.append(bool(ok))
-    print(f"{'ok' if ok else 'not ok'} {len(results)} - {description}")
-    sys.stdout.flush()
+from tap import check, results
 
 
 def connect(dsn, autocommit=False):

@@ -37,25 +37,11 @@ import sys
 
 import psycopg
 from psycopg.sql import Identifier
+from tap import check, comment, results
+
 
 DB_A = "tokenledger_upgrade_a"
 DB_B = "tokenledger_upgrade_b"
-
-results = []
-
-
-def check(ok, description, diag=None):
-    results.append(bool(ok))
-    print(f"{'ok' if ok else 'not ok'} {len(results)} - {description}")
-    if not ok and diag:
-        for line in diag.rstrip("\n").split("\n"):
-            print(f"#   {line}")
-    sys.stdout.flush()
-
-
-def note(text):
-    print(f"# {text}")
-    sys.stdout.flush()
 
 
 def connect(db):
@@ -627,11 +613,11 @@ def main():
             admin.execute(f"DROP DATABASE {DB_A} WITH (FORCE)")
             for r in created_roles:
                 admin.execute(f'DROP ROLE IF EXISTS "{r}"')
-            note(f"the update created {', '.join(created_roles)}: dropped with A, for B to create them again")
+            comment(f"the update created {', '.join(created_roles)}: dropped with A, for B to create them again")
         elif [k for k in roles_a if k.startswith("role ")]:
-            note("tokenledger_* roles existed before the test: both databases see the same roles")
+            comment("tokenledger_* roles existed before the test: both databases see the same roles")
         else:
-            note("no tokenledger_* roles")
+            comment("no tokenledger_* roles")
 
         admin.execute(f"CREATE DATABASE {DB_B}")
         b = connect(DB_B)
@@ -646,7 +632,7 @@ def main():
               f"the catalogs were read ({len(snap_a)} objects in A, {len(snap_b)} in B)")
         differing = compare_snapshots(snap_a, snap_b, "same object")
         differing += compare_snapshots(roles_a, roles_b, "same role")
-        note(f"{differing} of {len(set(snap_a) | set(snap_b) | set(roles_a) | set(roles_b))} objects differ")
+        comment(f"{differing} of {len(set(snap_a) | set(snap_b) | set(roles_a) | set(roles_b))} objects differ")
         for t in shipped_a:
             compare_rows(f"the shipped rows of {t} are the same, ids included", shipped_a[t], shipped_b[t],
                          "updated 1.0", "new 1.1")
