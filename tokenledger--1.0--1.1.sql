@@ -767,3 +767,54 @@ TO tokenledger_admin;
 -- counters written by 1.0 left out spend in other currencies: count every
 -- active budget again by the 1.1 rules
 SELECT @extschema@.budget_recount(b.id) FROM @extschema@.budgets b WHERE b.active ORDER BY b.id;
+
+-- ===========================================================================
+-- outcome economics: what the money bought (SPEC section 5)
+-- ===========================================================================
+
+-- ---------------------------------------------------------------------------
+-- reporting: the exchange rate at a row's time, and the stretches of time
+-- that the rollups keep together (see src/report.c)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.fx_rate(from_currency text, to_currency text, at timestamptz)
+	RETURNS numeric AS 'MODULE_PATHNAME', 'fx_rate' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.fx_rate(text, text, timestamptz) IS
+	'units of to_currency that one unit of from_currency is worth at the given time (1 for the same currency); NULL when no rate in fx_rates applies';
+CREATE FUNCTION @extschema@.fx_stretch(currency text, at timestamptz)
+	RETURNS timestamptz AS 'MODULE_PATHNAME', 'fx_stretch' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.fx_stretch(text, timestamptz) IS
+	'the start of the stretch of time that the rollups keep together: the UTC clock hour of at, or the later time in it from which a rate of the currency applies';
+CREATE FUNCTION @extschema@.whole_hour_zone() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'whole_hour_zone' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.whole_hour_zone() IS
+	'true when the session''s TimeZone has had only whole-hour UTC offsets since 1970: its days are runs of whole clock hours, and the views read the hourly rollups';
+-- the currency the views report in
+CREATE FUNCTION @extschema@.report_currency() RETURNS text
+	LANGUAGE sql STABLE PARALLEL SAFE
+	AS $$ SELECT pg_catalog.upper(pg_catalog.current_setting('tokenledger.currency')) $$;
+COMMENT ON FUNCTION @extschema@.report_currency() IS
+	'the currency the views report money in: the setting tokenledger.currency';
+
+-- ---------------------------------------------------------------------------
+-- @@section aggregates: cost_per_outcome and roi (src/economics.c)
+-- ---------------------------------------------------------------------------
+
+-- ---------------------------------------------------------------------------
+-- @@section rollups
+-- ---------------------------------------------------------------------------
+
+-- ---------------------------------------------------------------------------
+-- @@section views on the rollups: spend_daily, initiative_economics,
+-- spend_vs_outcome_growth
+-- ---------------------------------------------------------------------------
+
+-- ---------------------------------------------------------------------------
+-- @@section views on the ledger: run_economics, unattributed_spend,
+-- token_maxing, focus_export
+-- ---------------------------------------------------------------------------
+
+-- ---------------------------------------------------------------------------
+-- @@section model_tiers and model_rightsizing, spend_anomalies, the
+-- forecast of budget_status
+-- ---------------------------------------------------------------------------

@@ -1031,20 +1031,19 @@ catalog_register_initiative(const char *name)
  * Returns false when no rate applies; raises 22003 when the result does not
  * fit.
  */
-bool
-catalog_convert(int64 nanos, const char *from, const char *to, TimestampTz at, int64 *result)
+/*
+ * The exchange rate from -> to in effect at "at": fx_rates' newest rate
+ * from -> to, else the inverse of the newest to -> from; NULL when none.
+ * The currencies differ.
+ */
+Numeric
+catalog_fx_rate(const char *from, const char *to, TimestampTz at)
 {
 	StringInfoData key;
 	const char    *k;
 	FxSet         *set;
 	Numeric        rate = NULL;
-	Numeric        converted;
 
-	if (strcmp(from, to) == 0)
-	{
-		*result = nanos;
-		return true;
-	}
 	catalog_ensure(PART_FX);
 	initStringInfo(&key);
 	k = make_key(&key, from, to, NULL);
@@ -1062,6 +1061,60 @@ catalog_convert(int64 nanos, const char *from, const char *to, TimestampTz at, i
 					numeric_div, DirectFunctionCall1(int4_numeric, Int32GetDatum(1)),
 					NumericGetDatum(set->rows[i].rate)));
 	}
+	return rate;
+}
+
+/*
+ * The start of the stretch of time that "at" falls in within which no rate
+ * of "currency" (to or from any other) changes and the clock hour (UTC) is
+ * the same: the later of the hour's start and the newest effective_from of
+ * such a rate at or before "at".  Spend of that currency in one stretch is
+ * converted at one rate, whatever the currency reported in.
+ */
+TimestampTz
+catalog_fx_stretch(const char *currency, TimestampTz at)
+{
+	TimestampTz     start = at - at % USECS_PER_HOUR;
+	HASH_SEQ_STATUS seq;
+	FxSet          *set;
+	size_t          len = strlen(currency);
+
+	if (at % USECS_PER_HOUR < 0)
+		start -= USECS_PER_HOUR;
+	catalog_ensure(PART_FX);
+	hash_seq_init(&seq, fx_sets);
+	while ((set = hash_seq_search(&seq)) != NULL)
+	{
+		/* the key is from \x1f to */
+		const char *sep = strchr(set->key, '\x1f');
+
+		if (sep == NULL ||
+			!((sep - set->key == (ptrdiff_t) len && strncmp(set->key, currency, len) == 0) ||
+			  strcmp(sep + 1, currency) == 0))
+			continue;
+		for (int i = 0; i < set->nrows; i++)
+			if (set->rows[i].effective_from <= at)
+			{
+				if (set->rows[i].effective_from > start)
+					start = set->rows[i].effective_from;
+				break;
+			}
+	}
+	return start;
+}
+
+bool
+catalog_convert(int64 nanos, const char *from, const char *to, TimestampTz at, int64 *result)
+{
+	Numeric rate;
+	Numeric converted;
+
+	if (strcmp(from, to) == 0)
+	{
+		*result = nanos;
+		return true;
+	}
+	rate = catalog_fx_rate(from, to, at);
 	if (rate == NULL)
 		return false;
 	converted = DatumGetNumeric(DirectFunctionCall2(
