@@ -804,10 +804,409 @@ COMMENT ON FUNCTION @extschema@.report_currency() IS
 -- @@section rollups
 -- ---------------------------------------------------------------------------
 
+-- The hourly rollups that the dashboards' views read (see src/rollup.c):
+-- kept by the recording transaction, in its own slot, so they always equal
+-- the ledger.  One row per stretch (a UTC clock hour, cut where an exchange
+-- rate of the row's currency takes effect), slot and key.
+CREATE TABLE @extschema@.usage_rollup (
+	stretch timestamptz NOT NULL,
+	slot smallint NOT NULL,
+	provider text NOT NULL,
+	model text NOT NULL,
+	service_tier text NOT NULL,
+	currency text,
+	team text,
+	initiative text,
+	environment text,
+	entries bigint NOT NULL,
+	requests bigint NOT NULL,
+	unpriced_requests bigint NOT NULL,
+	input_tokens bigint NOT NULL,
+	output_tokens bigint NOT NULL,
+	cache_read_tokens bigint NOT NULL,
+	cache_write_tokens bigint NOT NULL,
+	cache_write_1h_tokens bigint NOT NULL,
+	reasoning_tokens bigint NOT NULL,
+	spend numeric NOT NULL
+);
+CREATE INDEX usage_rollup_key ON @extschema@.usage_rollup
+	(stretch, slot, provider, model, service_tier, currency, team, initiative, environment);
+COMMENT ON TABLE @extschema@.usage_rollup IS
+	'the ledger summed per hour (cut where an exchange rate of the currency takes effect), recording slot and the keys of spend_daily; kept by the recording transaction; read through spend_daily and initiative_economics';
+COMMENT ON COLUMN @extschema@.usage_rollup.stretch IS 'start of the stretch: the UTC clock hour, or the later time in it from which a rate of the currency applies';
+COMMENT ON COLUMN @extschema@.usage_rollup.slot IS 'the slot of the transactions that wrote the row (-1: rollup_recount)';
+COMMENT ON COLUMN @extschema@.usage_rollup.model IS 'the catalog model a call with a cost resolved to when recorded, else the model as recorded';
+COMMENT ON COLUMN @extschema@.usage_rollup.currency IS 'currency of the spend; NULL for unpriced calls';
+COMMENT ON COLUMN @extschema@.usage_rollup.entries IS 'ledger rows summed (calls, adjustments and rerates)';
+COMMENT ON COLUMN @extschema@.usage_rollup.requests IS 'calls (requests of call entries)';
+COMMENT ON COLUMN @extschema@.usage_rollup.unpriced_requests IS 'calls without a cost';
+COMMENT ON COLUMN @extschema@.usage_rollup.spend IS 'spend in its own currency, exact';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.usage_rollup', '');
+
+CREATE TABLE @extschema@.outcome_rollup (
+	stretch timestamptz NOT NULL,
+	slot smallint NOT NULL,
+	initiative text NOT NULL,
+	currency text,
+	entries bigint NOT NULL,
+	outcomes numeric NOT NULL,
+	outcome_value numeric NOT NULL
+);
+CREATE INDEX outcome_rollup_key ON @extschema@.outcome_rollup (stretch, slot, initiative, currency);
+COMMENT ON TABLE @extschema@.outcome_rollup IS
+	'outcomes summed per hour (cut where an exchange rate of the currency takes effect), recording slot, initiative and currency of their value; kept by the recording transaction';
+COMMENT ON COLUMN @extschema@.outcome_rollup.stretch IS 'start of the stretch: the UTC clock hour, or the later time in it from which a rate of the currency applies';
+COMMENT ON COLUMN @extschema@.outcome_rollup.slot IS 'the slot of the transactions that wrote the row (-1: rollup_recount)';
+COMMENT ON COLUMN @extschema@.outcome_rollup.currency IS 'currency of the value; NULL for outcomes without one';
+COMMENT ON COLUMN @extschema@.outcome_rollup.entries IS 'outcome rows summed';
+COMMENT ON COLUMN @extschema@.outcome_rollup.outcomes IS 'sum of quantity';
+COMMENT ON COLUMN @extschema@.outcome_rollup.outcome_value IS 'sum of value in its own currency, exact';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.outcome_rollup', '');
+
+-- the rollups are seen as the rows they sum
+ALTER TABLE @extschema@.usage_rollup ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.outcome_rollup ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usage_rollup_by_team ON @extschema@.usage_rollup FOR SELECT
+	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
+		   OR team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[]));
+CREATE POLICY outcome_rollup_by_team ON @extschema@.outcome_rollup FOR SELECT
+	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
+		   OR initiative IN (SELECT i.name FROM @extschema@.initiatives i
+							 WHERE i.team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])));
+
+-- kept by the insert path (outcomes here; usage by usage_budget_account)
+CREATE FUNCTION @extschema@.rollup_outcome() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'rollup_outcome' LANGUAGE C;
+CREATE FUNCTION @extschema@.rollup_outcome_flush() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'rollup_outcome_flush' LANGUAGE C;
+CREATE TRIGGER outcome_rollup AFTER INSERT ON @extschema@.outcomes
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.rollup_outcome();
+CREATE TRIGGER outcome_rollup_flush AFTER INSERT ON @extschema@.outcomes
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.rollup_outcome_flush();
+REVOKE EXECUTE ON FUNCTION @extschema@.rollup_outcome(), @extschema@.rollup_outcome_flush() FROM PUBLIC;
+
+-- Count hours of the rollups again from the ledger: the hours whose start
+-- is in "hours" (all of them when NULL), of the currencies in "currencies"
+-- (all when NULL).  It waits for the transactions that are recording (5
+-- seconds at most, then 55P03) and holds new ones off until it commits.
+CREATE FUNCTION @extschema@.rollup_recount(hours timestamptz[] DEFAULT NULL, currencies text[] DEFAULT NULL)
+	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+DECLARE
+	saved text := current_setting('lock_timeout');
+	n bigint;
+	m bigint;
+BEGIN
+	IF saved = '0' OR saved::interval > interval '5 seconds' THEN
+		PERFORM set_config('lock_timeout', '5s', true);
+	END IF;
+	LOCK TABLE usage, outcomes IN SHARE ROW EXCLUSIVE MODE;
+	PERFORM set_config('lock_timeout', saved, true);
+
+	DELETE FROM usage_rollup r
+	WHERE (hours IS NULL OR date_trunc('hour', r.stretch AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' = ANY (hours))
+	  AND (currencies IS NULL OR r.currency = ANY (currencies));
+	INSERT INTO usage_rollup
+	SELECT fx_stretch(currency(u.cost), u.occurred_at), -1, u.provider,
+		   CASE WHEN u.cost IS NULL THEN u.model ELSE coalesce(resolve_model(u.provider, u.model), u.model) END,
+		   u.service_tier, currency(u.cost), u.team, u.initiative, u.environment,
+		   count(*),
+		   coalesce(sum(u.requests) FILTER (WHERE u.entry = 'call'), 0),
+		   coalesce(sum(u.requests) FILTER (WHERE u.entry = 'call' AND u.cost IS NULL), 0),
+		   sum(input(u.tokens)), sum(output(u.tokens)), sum(cache_read(u.tokens)),
+		   sum(cache_write(u.tokens)), sum(cache_write_1h(u.tokens)), sum(reasoning(u.tokens)),
+		   coalesce(sum(amount(u.cost)), 0)
+	FROM (SELECT x.* FROM usage x WHERE hours IS NULL
+		  UNION ALL
+		  SELECT x.* FROM (SELECT DISTINCT unnest(hours) AS h) hh
+		  JOIN usage x ON x.occurred_at >= hh.h AND x.occurred_at < hh.h + interval '1 hour') u
+	WHERE currencies IS NULL OR currency(u.cost) = ANY (currencies)
+	GROUP BY 1, 3, 4, 5, 6, 7, 8, 9;
+	GET DIAGNOSTICS n = ROW_COUNT;
+
+	DELETE FROM outcome_rollup r
+	WHERE (hours IS NULL OR date_trunc('hour', r.stretch AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' = ANY (hours))
+	  AND (currencies IS NULL OR r.currency = ANY (currencies));
+	INSERT INTO outcome_rollup
+	SELECT fx_stretch(currency(o.value), o.occurred_at), -1, o.initiative, currency(o.value),
+		   count(*), sum(o.quantity), coalesce(sum(amount(o.value)), 0)
+	FROM (SELECT x.* FROM outcomes x WHERE hours IS NULL
+		  UNION ALL
+		  SELECT x.* FROM (SELECT DISTINCT unnest(hours) AS h) hh
+		  JOIN outcomes x ON x.occurred_at >= hh.h AND x.occurred_at < hh.h + interval '1 hour') o
+	WHERE currencies IS NULL OR currency(o.value) = ANY (currencies)
+	GROUP BY 1, 3, 4;
+	GET DIAGNOSTICS m = ROW_COUNT;
+	RETURN n + m;
+END $$;
+COMMENT ON FUNCTION @extschema@.rollup_recount(timestamptz[], text[]) IS
+	'counts the rollups of the given UTC hours and currencies (all when NULL) again from the ledger; run when exchange rates change, and after restoring a ledger dumped at version 1.0';
+REVOKE EXECUTE ON FUNCTION @extschema@.rollup_recount(timestamptz[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.rollup_recount(timestamptz[], text[]) TO tokenledger_admin;
+
+-- a rate that takes effect within an hour cuts that hour's stretches of its
+-- two currencies (restored rates come with the rollups they gave)
+CREATE FUNCTION @extschema@.fx_rates_rollup() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+DECLARE
+	hours timestamptz[];
+	currencies text[];
+BEGIN
+	IF TG_OP = 'TRUNCATE' THEN
+		SELECT array_agg(DISTINCT h) INTO hours
+		FROM (SELECT date_trunc('hour', r.stretch AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS h, r.stretch
+			  FROM usage_rollup r
+			  UNION ALL
+			  SELECT date_trunc('hour', r.stretch AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', r.stretch
+			  FROM outcome_rollup r) s
+		WHERE s.stretch <> s.h;
+	ELSE
+		IF TG_OP = 'INSERT' THEN
+			SELECT array_agg(DISTINCT date_trunc('hour', c.effective_from AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'),
+				   array_agg(DISTINCT x)
+			INTO hours, currencies
+			FROM new_rates c CROSS JOIN LATERAL (VALUES (c.currency), (c.to_currency)) v(x)
+			WHERE c.recorded_at = now();
+		ELSIF TG_OP = 'UPDATE' THEN
+			SELECT array_agg(DISTINCT date_trunc('hour', c.effective_from AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'),
+				   array_agg(DISTINCT x)
+			INTO hours, currencies
+			FROM (SELECT * FROM new_rates UNION ALL SELECT * FROM old_rates) c
+			CROSS JOIN LATERAL (VALUES (c.currency), (c.to_currency)) v(x);
+		ELSE
+			SELECT array_agg(DISTINCT date_trunc('hour', c.effective_from AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'),
+				   array_agg(DISTINCT x)
+			INTO hours, currencies
+			FROM old_rates c CROSS JOIN LATERAL (VALUES (c.currency), (c.to_currency)) v(x);
+		END IF;
+	END IF;
+	IF hours IS NOT NULL THEN
+		PERFORM rollup_recount(hours, currencies);
+	END IF;
+	RETURN NULL;
+END $$;
+REVOKE EXECUTE ON FUNCTION @extschema@.fx_rates_rollup() FROM PUBLIC;
+-- (named to fire after fx_rates_changed, which makes the new rates seen)
+CREATE TRIGGER fx_rates_rollup_added AFTER INSERT ON @extschema@.fx_rates
+	REFERENCING NEW TABLE AS new_rates
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.fx_rates_rollup();
+CREATE TRIGGER fx_rates_rollup_changed AFTER UPDATE ON @extschema@.fx_rates
+	REFERENCING OLD TABLE AS old_rates NEW TABLE AS new_rates
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.fx_rates_rollup();
+CREATE TRIGGER fx_rates_rollup_deleted AFTER DELETE ON @extschema@.fx_rates
+	REFERENCING OLD TABLE AS old_rates
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.fx_rates_rollup();
+CREATE TRIGGER fx_rates_rollup_truncated AFTER TRUNCATE ON @extschema@.fx_rates
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.fx_rates_rollup();
+
+-- a ledger recorded before 1.1 is summed now
+SELECT @extschema@.rollup_recount();
+
+GRANT SELECT ON @extschema@.usage_rollup, @extschema@.outcome_rollup TO tokenledger_reader;
+
 -- ---------------------------------------------------------------------------
 -- @@section views on the rollups: spend_daily, initiative_economics,
 -- spend_vs_outcome_growth
 -- ---------------------------------------------------------------------------
+
+-- Internal: the rollups (or, where the session's days are not whole UTC
+-- hours, the ledger) in the reporting currency, unrounded.  The views below
+-- sum them and round once.
+CREATE VIEW @extschema@.spend_stretches WITH (security_invoker = true) AS
+SELECT r.stretch::date AS day, r.team, r.initiative, r.provider, r.model, r.service_tier, r.environment,
+	   CASE WHEN r.currency IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+			ELSE r.currency END AS currency,
+	   r.entries, r.requests, r.unpriced_requests, r.input_tokens, r.output_tokens, r.cache_read_tokens,
+	   r.cache_write_tokens, r.cache_write_1h_tokens, r.reasoning_tokens,
+	   r.spend * coalesce(x.rate, 1) AS spend
+FROM @extschema@.usage_rollup r
+CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(r.currency, @extschema@.report_currency(), r.stretch) AS rate) x
+WHERE @extschema@.whole_hour_zone()
+UNION ALL
+SELECT u.occurred_at::date, u.team, u.initiative, u.provider,
+	   CASE WHEN u.cost IS NULL THEN u.model
+			ELSE coalesce(@extschema@.resolve_model(u.provider, u.model), u.model) END,
+	   u.service_tier, u.environment,
+	   CASE WHEN u.cost IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+			ELSE @extschema@.currency(u.cost) END,
+	   1,
+	   CASE WHEN u.entry = 'call' THEN u.requests ELSE 0 END,
+	   CASE WHEN u.entry = 'call' AND u.cost IS NULL THEN u.requests ELSE 0 END,
+	   @extschema@.input(u.tokens), @extschema@.output(u.tokens), @extschema@.cache_read(u.tokens),
+	   @extschema@.cache_write(u.tokens), @extschema@.cache_write_1h(u.tokens), @extschema@.reasoning(u.tokens),
+	   coalesce(@extschema@.amount(u.cost) * coalesce(x.rate, 1), 0)
+FROM @extschema@.usage u
+CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(@extschema@.currency(u.cost), @extschema@.report_currency(),
+											   u.occurred_at) AS rate) x
+WHERE NOT @extschema@.whole_hour_zone();
+COMMENT ON VIEW @extschema@.spend_stretches IS
+	'internal to spend_daily and initiative_economics: the spend of each rollup stretch (or, in a time zone whose days are not whole UTC hours, of each call) in the reporting currency, unrounded';
+
+CREATE VIEW @extschema@.outcome_stretches WITH (security_invoker = true) AS
+SELECT r.stretch::date AS day, r.initiative,
+	   CASE WHEN r.currency IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+			ELSE r.currency END AS currency,
+	   r.entries, r.outcomes, r.outcome_value * coalesce(x.rate, 1) AS outcome_value
+FROM @extschema@.outcome_rollup r
+CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(r.currency, @extschema@.report_currency(), r.stretch) AS rate) x
+WHERE @extschema@.whole_hour_zone()
+UNION ALL
+SELECT o.occurred_at::date, o.initiative,
+	   CASE WHEN o.value IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+			ELSE @extschema@.currency(o.value) END,
+	   1, o.quantity, coalesce(@extschema@.amount(o.value) * coalesce(x.rate, 1), 0)
+FROM @extschema@.outcomes o
+CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(@extschema@.currency(o.value), @extschema@.report_currency(),
+											   o.occurred_at) AS rate) x
+WHERE NOT @extschema@.whole_hour_zone();
+COMMENT ON VIEW @extschema@.outcome_stretches IS
+	'internal to initiative_economics: the outcomes of each rollup stretch (or, in a time zone whose days are not whole UTC hours, each outcome) with their value in the reporting currency, unrounded';
+
+CREATE VIEW @extschema@.spend_daily WITH (security_invoker = true) AS
+SELECT s.day, s.team, s.initiative, s.provider, s.model, s.service_tier, s.environment, s.currency,
+	   sum(s.requests)::bigint AS requests,
+	   sum(s.input_tokens)::bigint AS input_tokens,
+	   sum(s.output_tokens)::bigint AS output_tokens,
+	   sum(s.cache_read_tokens)::bigint AS cache_read_tokens,
+	   sum(s.cache_write_tokens)::bigint AS cache_write_tokens,
+	   sum(s.cache_write_1h_tokens)::bigint AS cache_write_1h_tokens,
+	   sum(s.reasoning_tokens)::bigint AS reasoning_tokens,
+	   round(sum(s.spend), 9) AS spend,
+	   sum(s.unpriced_requests)::bigint AS unpriced_requests
+FROM @extschema@.spend_stretches s
+GROUP BY s.day, s.team, s.initiative, s.provider, s.model, s.service_tier, s.environment, s.currency
+HAVING sum(s.entries) > 0;
+COMMENT ON VIEW @extschema@.spend_daily IS
+	'spend per day, team, initiative, provider, model, service tier, environment and currency: what was spent where, day by day (read from the hourly rollups)';
+
+-- initiatives month by month, unrounded (internal)
+CREATE VIEW @extschema@.initiative_months WITH (security_invoker = true) AS
+SELECT coalesce(s.month, o.month) AS month, coalesce(s.initiative, o.initiative) AS initiative,
+	   coalesce(s.currency, o.currency) AS currency,
+	   coalesce(s.requests, 0) AS requests, coalesce(s.spend, 0) AS spend,
+	   coalesce(o.outcomes, 0) AS outcomes, coalesce(o.outcome_value, 0) AS outcome_value
+FROM (SELECT date_trunc('month', x.day)::date AS month, x.initiative, x.currency,
+			 sum(x.requests) AS requests, sum(x.spend) AS spend
+	  FROM @extschema@.spend_stretches x
+	  GROUP BY 1, 2, 3
+	  HAVING sum(x.entries) > 0) s
+FULL JOIN (SELECT date_trunc('month', y.day)::date AS month, y.initiative, y.currency,
+				  sum(y.outcomes) AS outcomes, sum(y.outcome_value) AS outcome_value
+		   FROM @extschema@.outcome_stretches y
+		   GROUP BY 1, 2, 3
+		   HAVING sum(y.entries) > 0) o
+	ON o.month = s.month AND o.initiative = s.initiative AND o.currency = s.currency;
+COMMENT ON VIEW @extschema@.initiative_months IS
+	'internal to initiative_economics and spend_vs_outcome_growth: spend and outcomes per month, initiative and currency, unrounded';
+
+CREATE VIEW @extschema@.initiative_economics WITH (security_invoker = true) AS
+SELECT m.month, m.initiative, i.team, i.owner, i.status,
+	   m.requests::bigint AS requests,
+	   round(m.spend, 9) AS spend,
+	   m.outcomes,
+	   round(m.outcome_value, 9) AS outcome_value,
+	   CASE WHEN m.outcomes > 0 THEN round(m.spend / m.outcomes, 9) END AS cost_per_outcome,
+	   CASE WHEN m.spend <> 0 THEN (m.outcome_value - m.spend) / m.spend END AS roi,
+	   CASE WHEN sum(m.spend) OVER w <> 0 THEN m.spend / sum(m.spend) OVER w END AS spend_share,
+	   m.currency
+FROM @extschema@.initiative_months m
+LEFT JOIN @extschema@.initiatives i ON i.name = m.initiative
+WINDOW w AS (PARTITION BY m.month, m.currency);
+COMMENT ON VIEW @extschema@.initiative_economics IS
+	'what each initiative spent and produced, month by month: spend, outcomes, cost per outcome, ROI and share of the month''s spend (read from the hourly rollups)';
+
+CREATE VIEW @extschema@.spend_vs_outcome_growth WITH (security_invoker = true) AS
+SELECT m.month, m.initiative,
+	   round(m.spend, 9) AS spend,
+	   m.outcomes,
+	   CASE WHEN p.spend <> 0 THEN m.spend / p.spend END AS spend_growth,
+	   CASE WHEN p.outcomes <> 0 THEN m.outcomes / p.outcomes END AS outcome_growth,
+	   CASE WHEN m.outcomes > 0 THEN round(m.spend / m.outcomes, 9) END AS cost_per_outcome,
+	   CASE WHEN m.outcomes > 0 AND p.outcomes > 0 AND p.spend <> 0
+			THEN (m.spend / m.outcomes) / (p.spend / p.outcomes) END AS cost_per_outcome_growth,
+	   m.currency
+FROM @extschema@.initiative_months m
+LEFT JOIN @extschema@.initiative_months p
+	ON p.initiative = m.initiative AND p.currency = m.currency
+   AND p.month = (m.month - interval '1 month')::date
+WHERE m.initiative IS NOT NULL;
+COMMENT ON VIEW @extschema@.spend_vs_outcome_growth IS
+	'token maxing by initiative: how spend grew against outcomes, month on month (13 means 13 times the previous month)';
+
+COMMENT ON COLUMN @extschema@.spend_stretches.day IS 'calendar day in the session''s TimeZone';
+COMMENT ON COLUMN @extschema@.spend_stretches.team IS 'team the spend is attributed to (NULL: none)';
+COMMENT ON COLUMN @extschema@.spend_stretches.initiative IS 'initiative the spend is attributed to (NULL: shadow spend, no initiative)';
+COMMENT ON COLUMN @extschema@.spend_stretches.provider IS 'model provider';
+COMMENT ON COLUMN @extschema@.spend_stretches.model IS 'the catalog model a call with a cost resolved to, else the model as recorded';
+COMMENT ON COLUMN @extschema@.spend_stretches.service_tier IS 'service tier (standard, batch, flex, priority)';
+COMMENT ON COLUMN @extschema@.spend_stretches.environment IS 'environment recorded with the calls';
+COMMENT ON COLUMN @extschema@.spend_stretches.currency IS 'currency of the money columns: tokenledger.currency, or the spend''s own when no exchange rate converts it';
+COMMENT ON COLUMN @extschema@.spend_stretches.entries IS 'ledger rows summed';
+COMMENT ON COLUMN @extschema@.spend_stretches.requests IS 'calls (requests of call entries; adjustments and rerates count none)';
+COMMENT ON COLUMN @extschema@.spend_stretches.unpriced_requests IS 'calls without a cost (no price applied); counted in requests and tokens, not in spend';
+COMMENT ON COLUMN @extschema@.spend_stretches.input_tokens IS 'input tokens not served from or written to a cache';
+COMMENT ON COLUMN @extschema@.spend_stretches.output_tokens IS 'output tokens, reasoning included';
+COMMENT ON COLUMN @extschema@.spend_stretches.cache_read_tokens IS 'prompt tokens read from the provider''s cache';
+COMMENT ON COLUMN @extschema@.spend_stretches.cache_write_tokens IS 'prompt tokens written to the cache (short-lived)';
+COMMENT ON COLUMN @extschema@.spend_stretches.cache_write_1h_tokens IS 'prompt tokens written to the 1-hour cache';
+COMMENT ON COLUMN @extschema@.spend_stretches.reasoning_tokens IS 'the reasoning part of output_tokens';
+COMMENT ON COLUMN @extschema@.spend_stretches.spend IS 'spend including adjustments and rerates, converted at each row''s time, exact to 1e-9';
+COMMENT ON COLUMN @extschema@.outcome_stretches.day IS 'calendar day in the session''s TimeZone';
+COMMENT ON COLUMN @extschema@.outcome_stretches.initiative IS 'initiative the spend is attributed to (NULL: shadow spend, no initiative)';
+COMMENT ON COLUMN @extschema@.outcome_stretches.currency IS 'currency of the money columns: tokenledger.currency, or the spend''s own when no exchange rate converts it';
+COMMENT ON COLUMN @extschema@.outcome_stretches.entries IS 'ledger rows summed';
+COMMENT ON COLUMN @extschema@.outcome_stretches.outcomes IS 'outcomes produced (sum of quantity)';
+COMMENT ON COLUMN @extschema@.outcome_stretches.outcome_value IS 'value of the outcomes, converted at each outcome''s time';
+COMMENT ON COLUMN @extschema@.spend_daily.day IS 'calendar day in the session''s TimeZone';
+COMMENT ON COLUMN @extschema@.spend_daily.team IS 'team the spend is attributed to (NULL: none)';
+COMMENT ON COLUMN @extschema@.spend_daily.initiative IS 'initiative the spend is attributed to (NULL: shadow spend, no initiative)';
+COMMENT ON COLUMN @extschema@.spend_daily.provider IS 'model provider';
+COMMENT ON COLUMN @extschema@.spend_daily.model IS 'the catalog model a call with a cost resolved to, else the model as recorded';
+COMMENT ON COLUMN @extschema@.spend_daily.service_tier IS 'service tier (standard, batch, flex, priority)';
+COMMENT ON COLUMN @extschema@.spend_daily.environment IS 'environment recorded with the calls';
+COMMENT ON COLUMN @extschema@.spend_daily.currency IS 'currency of the money columns: tokenledger.currency, or the spend''s own when no exchange rate converts it';
+COMMENT ON COLUMN @extschema@.spend_daily.requests IS 'calls (requests of call entries; adjustments and rerates count none)';
+COMMENT ON COLUMN @extschema@.spend_daily.input_tokens IS 'input tokens not served from or written to a cache';
+COMMENT ON COLUMN @extschema@.spend_daily.output_tokens IS 'output tokens, reasoning included';
+COMMENT ON COLUMN @extschema@.spend_daily.cache_read_tokens IS 'prompt tokens read from the provider''s cache';
+COMMENT ON COLUMN @extschema@.spend_daily.cache_write_tokens IS 'prompt tokens written to the cache (short-lived)';
+COMMENT ON COLUMN @extschema@.spend_daily.cache_write_1h_tokens IS 'prompt tokens written to the 1-hour cache';
+COMMENT ON COLUMN @extschema@.spend_daily.reasoning_tokens IS 'the reasoning part of output_tokens';
+COMMENT ON COLUMN @extschema@.spend_daily.spend IS 'spend including adjustments and rerates, converted at each row''s time, exact to 1e-9';
+COMMENT ON COLUMN @extschema@.spend_daily.unpriced_requests IS 'calls without a cost (no price applied); counted in requests and tokens, not in spend';
+COMMENT ON COLUMN @extschema@.initiative_months.month IS 'first day of the calendar month in the session''s TimeZone';
+COMMENT ON COLUMN @extschema@.initiative_months.initiative IS 'initiative the spend is attributed to (NULL: shadow spend, no initiative)';
+COMMENT ON COLUMN @extschema@.initiative_months.currency IS 'currency of the money columns: tokenledger.currency, or the spend''s own when no exchange rate converts it';
+COMMENT ON COLUMN @extschema@.initiative_months.requests IS 'calls (requests of call entries; adjustments and rerates count none)';
+COMMENT ON COLUMN @extschema@.initiative_months.spend IS 'spend including adjustments and rerates, converted at each row''s time, exact to 1e-9';
+COMMENT ON COLUMN @extschema@.initiative_months.outcomes IS 'outcomes produced (sum of quantity)';
+COMMENT ON COLUMN @extschema@.initiative_months.outcome_value IS 'value of the outcomes, converted at each outcome''s time';
+COMMENT ON COLUMN @extschema@.initiative_economics.month IS 'first day of the calendar month in the session''s TimeZone';
+COMMENT ON COLUMN @extschema@.initiative_economics.initiative IS 'the initiative (NULL: shadow spend, no initiative)';
+COMMENT ON COLUMN @extschema@.initiative_economics.team IS 'the initiative''s team';
+COMMENT ON COLUMN @extschema@.initiative_economics.owner IS 'the initiative''s owner';
+COMMENT ON COLUMN @extschema@.initiative_economics.status IS 'active, paused or abandoned';
+COMMENT ON COLUMN @extschema@.initiative_economics.requests IS 'calls (requests of call entries; adjustments and rerates count none)';
+COMMENT ON COLUMN @extschema@.initiative_economics.spend IS 'spend including adjustments and rerates, converted at each row''s time, exact to 1e-9';
+COMMENT ON COLUMN @extschema@.initiative_economics.outcomes IS 'outcomes produced (sum of quantity)';
+COMMENT ON COLUMN @extschema@.initiative_economics.outcome_value IS 'value of the outcomes, converted at each outcome''s time';
+COMMENT ON COLUMN @extschema@.initiative_economics.cost_per_outcome IS 'spend / outcomes, rounded half away from zero to 1e-9; NULL without outcomes';
+COMMENT ON COLUMN @extschema@.initiative_economics.roi IS '(outcome_value - spend) / spend; NULL when spend is 0';
+COMMENT ON COLUMN @extschema@.initiative_economics.spend_share IS 'share of the month''s whole spend in this currency (shadow spend included), 0 to 1';
+COMMENT ON COLUMN @extschema@.initiative_economics.currency IS 'currency of the money columns: tokenledger.currency, or the spend''s own when no exchange rate converts it';
+COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.month IS 'first day of the calendar month in the session''s TimeZone';
+COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.initiative IS 'the initiative';
+COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.spend IS 'spend including adjustments and rerates, converted at each row''s time, exact to 1e-9';
+COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.outcomes IS 'outcomes produced (sum of quantity)';
+COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.spend_growth IS 'spend / the previous month''s (13 means 13 times); NULL without a previous month or when it was 0';
+COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.outcome_growth IS 'outcomes / the previous month''s; NULL without a previous month or when it had none';
+COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.cost_per_outcome IS 'spend / outcomes, rounded half away from zero to 1e-9; NULL without outcomes';
+COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.cost_per_outcome_growth IS 'cost per outcome / the previous month''s; NULL when either month had no outcomes';
+COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.currency IS 'currency of the money columns: tokenledger.currency, or the spend''s own when no exchange rate converts it';
+GRANT SELECT ON @extschema@.spend_stretches, @extschema@.outcome_stretches, @extschema@.spend_daily,
+	@extschema@.initiative_months, @extschema@.initiative_economics, @extschema@.spend_vs_outcome_growth
+TO tokenledger_reader;
 
 -- ---------------------------------------------------------------------------
 -- @@section views on the ledger: run_economics, unattributed_spend,

@@ -446,7 +446,10 @@ budget_account(PG_FUNCTION_ARGS)
 		elog(ERROR, "budget_account: must be fired after, for each row");
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
 		account_row(trigdata->tg_relation, trigdata->tg_trigtuple, true);
+		rollup_usage_row(trigdata->tg_relation, trigdata->tg_trigtuple, true, 1);
+	}
 	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		/* the one update the ledger allows: a missing cost filled in */
@@ -455,6 +458,9 @@ budget_account(PG_FUNCTION_ARGS)
 		bool      old_null;
 		bool      new_null;
 
+		/* the rollups move the row from what it was to what it is */
+		rollup_usage_row(rel, trigdata->tg_trigtuple, false, -1);
+		rollup_usage_row(rel, trigdata->tg_newtuple, false, 1);
 		map_columns(&account_map, rel, account_columns, A_NCOLS);
 		(void) heap_getattr(trigdata->tg_trigtuple, account_map.attno[A_COST] + 1, desc, &old_null);
 		(void) heap_getattr(trigdata->tg_newtuple, account_map.attno[A_COST] + 1, desc, &new_null);
@@ -478,8 +484,8 @@ lock_tag(LOCKTAG *tag, uint16 kind, int64 key)
  * max_connections rows).  A recorder waits only when a prepared transaction
  * holds that one.
  */
-static int
-claim_slot(void)
+int
+ledger_claim_slot(void)
 {
 	LOCKTAG       tag;
 	int           own = (int) BACKEND_NUMBER;
@@ -692,7 +698,7 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 
 	if (n == 0)
 		return;
-	slot = claim_slot();
+	slot = ledger_claim_slot();
 	rel = table_open(o->budget_spend, RowExclusiveLock);
 	map_spend(rel);
 	indstate = CatalogOpenIndexes(rel);
@@ -828,6 +834,7 @@ budget_account_flush(PG_FUNCTION_ARGS)
 		elog(ERROR, "budget_account_flush: must be fired after, for each statement");
 	if (have_pending())
 		flush_pending(false);
+	rollup_flush(false);
 	return PointerGetDatum(NULL);
 }
 

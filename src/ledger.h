@@ -130,6 +130,13 @@ extern const CachedBudget     *catalog_budgets(int *n);
 
 /* budget.c */
 extern void budget_init(void);
+extern int  ledger_claim_slot(void);
+
+/* rollup.c */
+extern void rollup_init(void);
+extern void rollup_usage_row(Relation rel, HeapTuple tuple, bool inserted, int sign);
+extern void rollup_flush(bool all);
+extern bool rollup_pending(void);
 
 /* ledger_trigger.c */
 extern void map_columns(ColumnMap *map, Relation rel, const char *const *names, int n);

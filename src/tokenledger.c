@@ -109,6 +109,7 @@ _PG_init(void)
 							   PGC_USERSET, 0, check_currency, NULL, NULL);
 	catalog_init();
 	budget_init();
+	rollup_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("tokenledger");
 #else

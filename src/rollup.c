@@ -1,0 +1,713 @@
+/*
+ * rollup.c
+ *		The hourly rollups of the ledger that the reporting views read.
+ *
+ * usage_rollup and outcome_rollup hold, per stretch of time (a UTC clock
+ * hour, cut where an exchange rate of the row's currency takes effect: see
+ * catalog_fx_stretch) and per key of the views, the sums of the ledger's
+ * rows: calls, unpriced calls, the six token classes and the spend in its
+ * own currency; outcomes and their value.  A view over them returns what
+ * the same query over the ledger returns, at every moment:
+ *
+ * - they are kept in the recording transaction, by the same path as the
+ *	 budgets' counters: the row triggers add each row to a backend-local sum
+ *	 per key and subtransaction, written when the statement ends (and,
+ *	 for what is left, before the transaction commits or is prepared).  A
+ *	 rollback, of the transaction or of a subtransaction, takes its sums
+ *	 with it; late rows for an old hour, adjustments and rerate entries are
+ *	 rows like any other; reprice(), the one UPDATE the ledger allows, moves
+ *	 a call from its unpriced key to its priced one;
+ * - a transaction writes into its own slot (budget.c's claim_slot), so no
+ *	 recorder waits for another on a rollup row, and a row of one slot is
+ *	 found through the rollup's index and updated in place, with no SQL;
+ * - restored rows (see ledger_row_restored) come with the rollups dumped
+ *	 with them, so they are not added again;
+ * - when exchange rates change, rollup_recount() (SQL) counts the hours
+ *	 they take effect in again from the ledger.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "tokenledger.h"
+#include "ledger.h"
+
+typedef enum RollupKind
+{
+	ROLLUP_USAGE,
+	ROLLUP_OUTCOMES,
+	NROLLUPS
+} RollupKind;
+
+/* the key columns of each rollup after stretch and slot, in index order */
+#define MAX_KEYS 7
+static const char *const key_columns[NROLLUPS][MAX_KEYS] = {
+	{"provider", "model", "service_tier", "currency", "team", "initiative", "environment"},
+	{"initiative", "currency", NULL, NULL, NULL, NULL, NULL}};
+static const int nkeys[NROLLUPS] = {7, 2};
+
+/* the bigint sums of each rollup, and the numeric ones */
+#define MAX_SUMS 9
+static const char *const sum_columns[NROLLUPS][MAX_SUMS] = {
+	{"entries", "requests", "unpriced_requests", "input_tokens", "output_tokens",
+	 "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens"},
+	{"entries"}};
+static const int nsums[NROLLUPS] = {9, 1};
+/* the money column (numeric, in units of its currency) and the quantity */
+static const char *const money_column[NROLLUPS] = {"spend", "outcome_value"};
+static const char *const quantity_column[NROLLUPS] = {NULL, "outcomes"};
+
+static const char *const table_names[NROLLUPS] = {"usage_rollup", "outcome_rollup"};
+static const char *const index_names[NROLLUPS] = {"usage_rollup_key", "outcome_rollup_key"};
+
+typedef struct RollupKey
+{
+	RollupKind       kind;
+	SubTransactionId subid;
+	TimestampTz      stretch;
+	const char      *keys[MAX_KEYS]; /* NULL for SQL NULL */
+} RollupKey;
+
+typedef struct RollupEntry
+{
+	RollupKey key;
+	int128    sums[MAX_SUMS];
+	int128    nanos;
+	Numeric   quantity; /* NULL for none yet */
+} RollupEntry;
+
+static HTAB         *pending = NULL;
+static MemoryContext pending_cxt = NULL;
+
+/* the rollup tables of this database: InvalidOid before version 1.1 */
+typedef struct RollupRel
+{
+	Oid        relid;
+	Oid        index;
+	int        natts;
+	AttrNumber stretch;
+	AttrNumber slot;
+	AttrNumber keys[MAX_KEYS];
+	AttrNumber sums[MAX_SUMS];
+	AttrNumber money;
+	AttrNumber quantity;
+} RollupRel;
+
+static RollupRel rollup_rels[NROLLUPS];
+static uint64    rels_generation = 0;
+static bool      rels_known = false;
+
+static uint32
+key_hash(const void *key, Size keysize)
+{
+	const RollupKey *k = key;
+	uint32           h = hash_bytes((const unsigned char *) &k->stretch, sizeof(k->stretch));
+
+	h = hash_combine(h, (uint32) k->kind);
+	h = hash_combine(h, (uint32) k->subid);
+	for (int i = 0; i < nkeys[k->kind]; i++)
+		h = hash_combine(h, k->keys[i] ? hash_bytes((const unsigned char *) k->keys[i],
+													strlen(k->keys[i]))
+										: 0x9e3779b9);
+	return h;
+}
+
+static int
+key_match(const void *key1, const void *key2, Size keysize)
+{
+	const RollupKey *a = key1;
+	const RollupKey *b = key2;
+
+	if (a->kind != b->kind || a->subid != b->subid || a->stretch != b->stretch)
+		return 1;
+	for (int i = 0; i < nkeys[a->kind]; i++)
+	{
+		if ((a->keys[i] == NULL) != (b->keys[i] == NULL))
+			return 1;
+		if (a->keys[i] && strcmp(a->keys[i], b->keys[i]) != 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void
+ensure_pending(void)
+{
+	HASHCTL ctl;
+
+	if (pending != NULL)
+		return;
+	if (pending_cxt == NULL)
+		pending_cxt =
+			AllocSetContextCreate(TopMemoryContext, "tokenledger rollups", ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(RollupKey);
+	ctl.entrysize = sizeof(RollupEntry);
+	ctl.hash = key_hash;
+	ctl.match = key_match;
+	ctl.hcxt = pending_cxt;
+	pending = hash_create("tokenledger pending rollups", 64, &ctl,
+						  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+static void
+rollup_reset(void)
+{
+	pending = NULL;
+	if (pending_cxt != NULL)
+		MemoryContextReset(pending_cxt);
+}
+
+bool
+rollup_pending(void)
+{
+	return pending != NULL && hash_get_num_entries(pending) > 0;
+}
+
+static AttrNumber
+attno_of(Relation rel, const char *name)
+{
+	AttrNumber a = get_attnum(RelationGetRelid(rel), name);
+
+	if (a == InvalidAttrNumber)
+		elog(ERROR, "table \"%s\" has no column \"%s\"", RelationGetRelationName(rel), name);
+	return a;
+}
+
+/* find the rollup tables; false in a database still at version 1.0 */
+static bool
+rollups_known(void)
+{
+	const LedgerOids *o = ledger_oids();
+
+	if (rels_known && rels_generation == o->generation)
+		return OidIsValid(rollup_rels[ROLLUP_USAGE].relid);
+	for (int k = 0; k < NROLLUPS; k++)
+	{
+		RollupRel *r = &rollup_rels[k];
+
+		memset(r, 0, sizeof(*r));
+		r->relid = get_relname_relid(table_names[k], o->nsp);
+		r->index = get_relname_relid(index_names[k], o->nsp);
+		if (!OidIsValid(r->relid) || !OidIsValid(r->index))
+		{
+			r->relid = InvalidOid;
+			continue;
+		}
+	}
+	rels_known = true;
+	rels_generation = o->generation;
+	return OidIsValid(rollup_rels[ROLLUP_USAGE].relid);
+}
+
+/* the column numbers of an open rollup table */
+static void
+map_rollup(RollupRel *r, Relation rel, RollupKind kind)
+{
+	if (r->natts == RelationGetDescr(rel)->natts)
+		return;
+	r->stretch = attno_of(rel, "stretch");
+	r->slot = attno_of(rel, "slot");
+	for (int i = 0; i < nkeys[kind]; i++)
+		r->keys[i] = attno_of(rel, key_columns[kind][i]);
+	for (int i = 0; i < nsums[kind]; i++)
+		r->sums[i] = attno_of(rel, sum_columns[kind][i]);
+	r->money = attno_of(rel, money_column[kind]);
+	r->quantity = quantity_column[kind] ? attno_of(rel, quantity_column[kind]) : InvalidAttrNumber;
+	r->natts = RelationGetDescr(rel)->natts;
+}
+
+static const char *
+copy_key(const char *s)
+{
+	return s ? MemoryContextStrdup(pending_cxt, s) : NULL;
+}
+
+/* the entry of a key, made when new (its strings copied) */
+static RollupEntry *
+entry_for(RollupKey *key)
+{
+	RollupEntry *e;
+	bool         found;
+
+	ensure_pending();
+	e = hash_search(pending, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		for (int i = 0; i < nkeys[key->kind]; i++)
+			e->key.keys[i] = copy_key(key->keys[i]);
+		memset(e->sums, 0, sizeof(e->sums));
+		e->nanos = 0;
+		e->quantity = NULL;
+	}
+	return e;
+}
+
+/* the usage columns the rollup reads */
+enum
+{
+	U_OCCURRED_AT,
+	U_RECORDED_AT,
+	U_PROVIDER,
+	U_MODEL,
+	U_TIER,
+	U_TOKENS,
+	U_REQUESTS,
+	U_COST,
+	U_TEAM,
+	U_INITIATIVE,
+	U_ENVIRONMENT,
+	U_ENTRY,
+	U_NCOLS
+};
+static const char *const usage_columns[U_NCOLS] = {
+	"occurred_at", "recorded_at", "provider",   "model",       "service_tier", "tokens",
+	"requests",    "cost",        "team",       "initiative",  "environment",  "entry"};
+static ColumnMap usage_map = {InvalidOid, 0, {0}};
+
+static char *
+text_value(Datum *values, bool *nulls, int col)
+{
+	return nulls[col] ? NULL : TextDatumGetCString(values[col]);
+}
+
+/*
+ * Add a usage row (sign 1) or take it away (sign -1, the row as it was
+ * before reprice() filled its cost in).
+ */
+void
+rollup_usage_row(Relation rel, HeapTuple tuple, bool inserted, int sign)
+{
+	TupleDesc       desc = RelationGetDescr(rel);
+	Datum           values[U_NCOLS];
+	bool            nulls[U_NCOLS];
+	RollupKey       key;
+	RollupEntry    *e;
+	const CostValue *c = NULL;
+	const Tokens    *t;
+	const char      *model;
+	const char      *resolved;
+	int64            requests;
+	bool             call;
+	TimestampTz      at;
+
+	if (!rollups_known())
+		return;
+	map_columns(&usage_map, rel, usage_columns, U_NCOLS);
+	for (int i = 0; i < U_NCOLS; i++)
+		values[i] = heap_getattr(tuple, usage_map.attno[i] + 1, desc, &nulls[i]);
+	if (inserted && !nulls[U_RECORDED_AT] &&
+		ledger_row_restored(DatumGetTimestampTz(values[U_RECORDED_AT])))
+		return;
+
+	at = DatumGetTimestampTz(values[U_OCCURRED_AT]);
+	if (!nulls[U_COST])
+		c = DatumGetCostP(values[U_COST]);
+	ensure_pending();
+	memset(&key, 0, sizeof(key));
+	key.kind = ROLLUP_USAGE;
+	key.subid = GetCurrentSubTransactionId();
+	key.stretch = c ? catalog_fx_stretch(c->currency, at) : catalog_fx_stretch("", at);
+	key.keys[0] = text_value(values, nulls, U_PROVIDER);
+	model = text_value(values, nulls, U_MODEL);
+	/* the catalog model of a call with a cost; an unpriced one's as recorded */
+	resolved = c ? catalog_resolve_model(key.keys[0], model) : NULL;
+	key.keys[1] = resolved ? resolved : model;
+	key.keys[2] = text_value(values, nulls, U_TIER);
+	key.keys[3] = c ? c->currency : NULL;
+	key.keys[4] = text_value(values, nulls, U_TEAM);
+	key.keys[5] = text_value(values, nulls, U_INITIATIVE);
+	key.keys[6] = text_value(values, nulls, U_ENVIRONMENT);
+	e = entry_for(&key);
+
+	t = DatumGetTokensP(values[U_TOKENS]);
+	requests = DatumGetInt64(values[U_REQUESTS]);
+	call = strcmp(TextDatumGetCString(values[U_ENTRY]), "call") == 0;
+	e->sums[0] += sign;
+	if (call)
+	{
+		e->sums[1] += (int128) sign * requests;
+		if (c == NULL)
+			e->sums[2] += (int128) sign * requests;
+	}
+	e->sums[3] += (int128) sign * t->input;
+	e->sums[4] += (int128) sign * t->output;
+	e->sums[5] += (int128) sign * t->cache_read;
+	e->sums[6] += (int128) sign * t->cache_write;
+	e->sums[7] += (int128) sign * t->cache_write_1h;
+	e->sums[8] += (int128) sign * t->reasoning;
+	if (c)
+		e->nanos += (int128) sign * c->nanos;
+}
+
+/* the outcomes columns the rollup reads */
+enum
+{
+	O_OCCURRED_AT,
+	O_RECORDED_AT,
+	O_INITIATIVE,
+	O_QUANTITY,
+	O_VALUE,
+	O_NCOLS
+};
+static const char *const outcome_columns[O_NCOLS] = {"occurred_at", "recorded_at", "initiative",
+													 "quantity", "value"};
+static ColumnMap outcome_map = {InvalidOid, 0, {0}};
+
+static void
+rollup_outcome_row(Relation rel, HeapTuple tuple)
+{
+	TupleDesc        desc = RelationGetDescr(rel);
+	Datum            values[O_NCOLS];
+	bool             nulls[O_NCOLS];
+	RollupKey        key;
+	RollupEntry     *e;
+	const CostValue *v = NULL;
+	MemoryContext    old;
+
+	if (!rollups_known() || !OidIsValid(rollup_rels[ROLLUP_OUTCOMES].relid))
+		return;
+	map_columns(&outcome_map, rel, outcome_columns, O_NCOLS);
+	for (int i = 0; i < O_NCOLS; i++)
+		values[i] = heap_getattr(tuple, outcome_map.attno[i] + 1, desc, &nulls[i]);
+	if (!nulls[O_RECORDED_AT] && ledger_row_restored(DatumGetTimestampTz(values[O_RECORDED_AT])))
+		return;
+	if (!nulls[O_VALUE])
+		v = DatumGetCostP(values[O_VALUE]);
+	ensure_pending();
+	memset(&key, 0, sizeof(key));
+	key.kind = ROLLUP_OUTCOMES;
+	key.subid = GetCurrentSubTransactionId();
+	key.stretch = catalog_fx_stretch(v ? v->currency : "",
+									 DatumGetTimestampTz(values[O_OCCURRED_AT]));
+	key.keys[0] = text_value(values, nulls, O_INITIATIVE);
+	key.keys[1] = v ? v->currency : NULL;
+	e = entry_for(&key);
+	e->sums[0] += 1;
+	if (v)
+		e->nanos += v->nanos;
+	old = MemoryContextSwitchTo(pending_cxt);
+	e->quantity = e->quantity ? DatumGetNumeric(DirectFunctionCall2(
+									numeric_add, NumericGetDatum(e->quantity), values[O_QUANTITY]))
+							  : DatumGetNumeric(datumCopy(values[O_QUANTITY], false, -1));
+	MemoryContextSwitchTo(old);
+}
+
+/* old + delta, a numeric column's value (NULL counting as 0) */
+static Datum
+numeric_plus(Datum old, bool isnull, Numeric delta)
+{
+	if (isnull)
+		return NumericGetDatum(delta);
+	return DirectFunctionCall2(numeric_add, old, NumericGetDatum(delta));
+}
+
+static bool
+entry_is_zero(const RollupEntry *e)
+{
+	for (int i = 0; i < nsums[e->key.kind]; i++)
+		if (e->sums[i] != 0)
+			return false;
+	return e->nanos == 0 && e->quantity == NULL;
+}
+
+/* add one entry into its slot's row: found through the index, else made */
+static void
+write_entry(Relation rel, CatalogIndexState indstate, RollupRel *r, const RollupEntry *e, int slot)
+{
+	TupleDesc   desc = RelationGetDescr(rel);
+	RollupKind  kind = e->key.kind;
+	ScanKeyData keys[2 + MAX_KEYS];
+	int         n = 0;
+	SysScanDesc scan;
+	HeapTuple   tup;
+	Datum      *values = palloc0(desc->natts * sizeof(Datum));
+	bool       *nulls = palloc(desc->natts * sizeof(bool));
+	bool       *repl = palloc0(desc->natts * sizeof(bool));
+	Numeric     money = nanos128_to_numeric(e->nanos);
+
+	ScanKeyInit(&keys[n++], r->stretch, BTEqualStrategyNumber, F_TIMESTAMPTZ_EQ,
+				TimestampTzGetDatum(e->key.stretch));
+	ScanKeyInit(&keys[n++], r->slot, BTEqualStrategyNumber, F_INT2EQ, Int16GetDatum((int16) slot));
+	for (int i = 0; i < nkeys[kind]; i++)
+	{
+		if (e->key.keys[i] == NULL)
+			ScanKeyEntryInitialize(&keys[n++], SK_ISNULL | SK_SEARCHNULL, r->keys[i],
+								   InvalidStrategy, InvalidOid, InvalidOid, InvalidOid, (Datum) 0);
+		else
+			ScanKeyInit(&keys[n++], r->keys[i], BTEqualStrategyNumber, F_TEXTEQ,
+						CStringGetTextDatum(e->key.keys[i]));
+	}
+	scan = systable_beginscan(rel, r->index, true, SnapshotSelf, n, keys);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		HeapTuple newtup;
+
+		for (int i = 0; i < desc->natts; i++)
+			nulls[i] = false;
+		for (int i = 0; i < nsums[kind]; i++)
+		{
+			bool   isnull;
+			int128 v = DatumGetInt64(heap_getattr(tup, r->sums[i], desc, &isnull));
+
+			v += e->sums[i];
+			if (v > PG_INT64_MAX || v < PG_INT64_MIN)
+				ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+								errmsg("%s of one hour's rollup is out of range for bigint",
+									   sum_columns[kind][i])));
+			values[r->sums[i] - 1] = Int64GetDatum((int64) v);
+			repl[r->sums[i] - 1] = true;
+		}
+		if (e->nanos != 0)
+		{
+			bool  isnull;
+			Datum old = heap_getattr(tup, r->money, desc, &isnull);
+
+			values[r->money - 1] = numeric_plus(old, isnull, money);
+			repl[r->money - 1] = true;
+		}
+		if (e->quantity)
+		{
+			bool  isnull;
+			Datum old = heap_getattr(tup, r->quantity, desc, &isnull);
+
+			values[r->quantity - 1] = numeric_plus(old, isnull, e->quantity);
+			repl[r->quantity - 1] = true;
+		}
+		newtup = heap_modify_tuple(tup, desc, values, nulls, repl);
+		CatalogTupleUpdateWithInfo(rel, &tup->t_self, newtup, indstate);
+		heap_freetuple(newtup);
+	}
+	else
+	{
+		HeapTuple newtup;
+
+		for (int i = 0; i < desc->natts; i++)
+			nulls[i] = true;
+		values[r->stretch - 1] = TimestampTzGetDatum(e->key.stretch);
+		nulls[r->stretch - 1] = false;
+		values[r->slot - 1] = Int16GetDatum((int16) slot);
+		nulls[r->slot - 1] = false;
+		for (int i = 0; i < nkeys[kind]; i++)
+			if (e->key.keys[i] != NULL)
+			{
+				values[r->keys[i] - 1] = CStringGetTextDatum(e->key.keys[i]);
+				nulls[r->keys[i] - 1] = false;
+			}
+		for (int i = 0; i < nsums[kind]; i++)
+		{
+			if (e->sums[i] > PG_INT64_MAX || e->sums[i] < PG_INT64_MIN)
+				ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+								errmsg("%s of one hour's rollup is out of range for bigint",
+									   sum_columns[kind][i])));
+			values[r->sums[i] - 1] = Int64GetDatum((int64) e->sums[i]);
+			nulls[r->sums[i] - 1] = false;
+		}
+		values[r->money - 1] = NumericGetDatum(money);
+		nulls[r->money - 1] = false;
+		if (r->quantity != InvalidAttrNumber)
+		{
+			values[r->quantity - 1] = e->quantity ? NumericGetDatum(e->quantity)
+												  : DirectFunctionCall1(int4_numeric, Int32GetDatum(0));
+			nulls[r->quantity - 1] = false;
+		}
+		newtup = heap_form_tuple(desc, values, nulls);
+		CatalogTupleInsertWithInfo(rel, newtup, indstate);
+		heap_freetuple(newtup);
+	}
+	systable_endscan(scan);
+	pfree(values);
+	pfree(nulls);
+	pfree(repl);
+}
+
+/*
+ * Write the pending sums of the current subtransaction, or all of them,
+ * into this transaction's slot.
+ */
+void
+rollup_flush(bool all)
+{
+	SubTransactionId cur = GetCurrentSubTransactionId();
+	HASH_SEQ_STATUS  seq;
+	RollupEntry     *e;
+	Relation         rels[NROLLUPS] = {NULL};
+	CatalogIndexState indstates[NROLLUPS] = {NULL};
+	int              slot = -1;
+	bool             snapshot_pushed = false;
+	List            *done = NIL;
+	ListCell        *lc;
+
+	if (!rollup_pending())
+		return;
+	if (!ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		snapshot_pushed = true;
+	}
+	hash_seq_init(&seq, pending);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		RollupKind kind = e->key.kind;
+
+		if (!all && e->key.subid != cur)
+			continue;
+		done = lappend(done, e);
+		if (entry_is_zero(e))
+			continue;
+		if (slot < 0)
+			slot = ledger_claim_slot();
+		if (rels[kind] == NULL)
+		{
+			rels[kind] = table_open(rollup_rels[kind].relid, RowExclusiveLock);
+			map_rollup(&rollup_rels[kind], rels[kind], kind);
+			indstates[kind] = CatalogOpenIndexes(rels[kind]);
+		}
+		write_entry(rels[kind], indstates[kind], &rollup_rels[kind], e, slot);
+	}
+	foreach (lc, done)
+	{
+		RollupEntry *d = lfirst(lc);
+
+		(void) hash_search(pending, &d->key, HASH_REMOVE, NULL);
+	}
+	list_free(done);
+	for (int k = 0; k < NROLLUPS; k++)
+		if (rels[k] != NULL)
+		{
+			CatalogCloseIndexes(indstates[k]);
+			table_close(rels[k], NoLock);
+		}
+	if (slot >= 0)
+		CommandCounterIncrement();
+	if (snapshot_pushed)
+		PopActiveSnapshot();
+}
+
+static void
+rollup_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			rollup_flush(true);
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			rollup_reset();
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * A subtransaction that aborts takes its sums with it; one that commits
+ * hands them to its parent.
+ */
+static void
+rollup_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	HASH_SEQ_STATUS seq;
+	RollupEntry    *e;
+	List           *mine = NIL;
+	ListCell       *lc;
+
+	if ((event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB) ||
+		!rollup_pending())
+		return;
+	hash_seq_init(&seq, pending);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (e->key.subid == mySubid)
+		{
+			RollupEntry *copy = MemoryContextAlloc(pending_cxt, sizeof(RollupEntry));
+
+			*copy = *e;
+			mine = lappend(mine, copy);
+		}
+	foreach (lc, mine)
+	{
+		RollupEntry *m = lfirst(lc);
+
+		(void) hash_search(pending, &m->key, HASH_REMOVE, NULL);
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+		{
+			RollupEntry *into;
+
+			m->key.subid = parentSubid;
+			into = entry_for(&m->key);
+			for (int i = 0; i < MAX_SUMS; i++)
+				into->sums[i] += m->sums[i];
+			into->nanos += m->nanos;
+			if (m->quantity)
+			{
+				MemoryContext old = MemoryContextSwitchTo(pending_cxt);
+
+				into->quantity = into->quantity
+									 ? DatumGetNumeric(DirectFunctionCall2(
+										   numeric_add, NumericGetDatum(into->quantity),
+										   NumericGetDatum(m->quantity)))
+									 : m->quantity;
+				MemoryContextSwitchTo(old);
+			}
+		}
+	}
+	list_free(mine);
+}
+
+void
+rollup_init(void)
+{
+	RegisterXactCallback(rollup_xact_callback, NULL);
+	RegisterSubXactCallback(rollup_subxact_callback, NULL);
+}
+
+/* AFTER INSERT trigger of outcomes, per row */
+PG_FUNCTION_INFO_V1(rollup_outcome);
+Datum
+rollup_outcome(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		elog(ERROR, "rollup_outcome: must be fired after insert, for each row");
+	rollup_outcome_row(trigdata->tg_relation, trigdata->tg_trigtuple);
+	return PointerGetDatum(NULL);
+}
+
+/* AFTER INSERT trigger of outcomes, per statement */
+PG_FUNCTION_INFO_V1(rollup_outcome_flush);
+Datum
+rollup_outcome_flush(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		elog(ERROR, "rollup_outcome_flush: must be fired for each statement");
+	rollup_flush(false);
+	return PointerGetDatum(NULL);
+}
