@@ -125,9 +125,9 @@ key_hash(const void *key, Size keysize)
 	h = hash_combine(h, (uint32) k->kind);
 	h = hash_combine(h, (uint32) k->subid);
 	for (int i = 0; i < nkeys[k->kind]; i++)
-		h = hash_combine(h, k->keys[i] ? hash_bytes((const unsigned char *) k->keys[i],
-													strlen(k->keys[i]))
-										: 0x9e3779b9);
+		h = hash_combine(h, k->keys[i]
+								? hash_bytes((const unsigned char *) k->keys[i], strlen(k->keys[i]))
+								: 0x9e3779b9);
 	return h;
 }
 
@@ -280,8 +280,8 @@ enum
 	U_NCOLS
 };
 static const char *const usage_columns[U_NCOLS] = {
-	"occurred_at", "recorded_at", "provider",   "model",       "service_tier", "tokens",
-	"requests",    "cost",        "team",       "initiative",  "environment",  "entry"};
+	"occurred_at", "recorded_at", "provider", "model",      "service_tier", "tokens",
+	"requests",    "cost",        "team",     "initiative", "environment",  "entry"};
 static ColumnMap usage_map = {InvalidOid, 0, {0}};
 
 static char *
@@ -297,11 +297,11 @@ text_value(Datum *values, bool *nulls, int col)
 void
 rollup_usage_row(Relation rel, HeapTuple tuple, bool inserted, int sign)
 {
-	TupleDesc       desc = RelationGetDescr(rel);
-	Datum           values[U_NCOLS];
-	bool            nulls[U_NCOLS];
-	RollupKey       key;
-	RollupEntry    *e;
+	TupleDesc        desc = RelationGetDescr(rel);
+	Datum            values[U_NCOLS];
+	bool             nulls[U_NCOLS];
+	RollupKey        key;
+	RollupEntry     *e;
 	const CostValue *c = NULL;
 	const Tokens    *t;
 	const char      *model;
@@ -371,7 +371,7 @@ enum
 };
 static const char *const outcome_columns[O_NCOLS] = {"occurred_at", "recorded_at", "initiative",
 													 "quantity", "value"};
-static ColumnMap outcome_map = {InvalidOid, 0, {0}};
+static ColumnMap         outcome_map = {InvalidOid, 0, {0}};
 
 static void
 rollup_outcome_row(Relation rel, HeapTuple tuple)
@@ -397,8 +397,8 @@ rollup_outcome_row(Relation rel, HeapTuple tuple)
 	memset(&key, 0, sizeof(key));
 	key.kind = ROLLUP_OUTCOMES;
 	key.subid = GetCurrentSubTransactionId();
-	key.stretch = catalog_fx_stretch(v ? v->currency : "",
-									 DatumGetTimestampTz(values[O_OCCURRED_AT]));
+	key.stretch =
+		catalog_fx_stretch(v ? v->currency : "", DatumGetTimestampTz(values[O_OCCURRED_AT]));
 	key.keys[0] = text_value(values, nulls, O_INITIATIVE);
 	key.keys[1] = v ? v->currency : NULL;
 	e = entry_for(&key);
@@ -527,8 +527,9 @@ write_entry(Relation rel, CatalogIndexState indstate, RollupRel *r, const Rollup
 		nulls[r->money - 1] = false;
 		if (r->quantity != InvalidAttrNumber)
 		{
-			values[r->quantity - 1] = e->quantity ? NumericGetDatum(e->quantity)
-												  : DirectFunctionCall1(int4_numeric, Int32GetDatum(0));
+			values[r->quantity - 1] = e->quantity
+										  ? NumericGetDatum(e->quantity)
+										  : DirectFunctionCall1(int4_numeric, Int32GetDatum(0));
 			nulls[r->quantity - 1] = false;
 		}
 		newtup = heap_form_tuple(desc, values, nulls);
@@ -548,15 +549,15 @@ write_entry(Relation rel, CatalogIndexState indstate, RollupRel *r, const Rollup
 void
 rollup_flush(bool all)
 {
-	SubTransactionId cur = GetCurrentSubTransactionId();
-	HASH_SEQ_STATUS  seq;
-	RollupEntry     *e;
-	Relation         rels[NROLLUPS] = {NULL};
+	SubTransactionId  cur = GetCurrentSubTransactionId();
+	HASH_SEQ_STATUS   seq;
+	RollupEntry      *e;
+	Relation          rels[NROLLUPS] = {NULL};
 	CatalogIndexState indstates[NROLLUPS] = {NULL};
-	int              slot = -1;
-	bool             snapshot_pushed = false;
-	List            *done = NIL;
-	ListCell        *lc;
+	int               slot = -1;
+	bool              snapshot_pushed = false;
+	List             *done = NIL;
+	ListCell         *lc;
 
 	if (!rollup_pending())
 		return;
@@ -628,8 +629,8 @@ rollup_xact_callback(XactEvent event, void *arg)
  * hands them to its parent.
  */
 static void
-rollup_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						SubTransactionId parentSubid, void *arg)
+rollup_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
+						void *arg)
 {
 	HASH_SEQ_STATUS seq;
 	RollupEntry    *e;
@@ -666,11 +667,10 @@ rollup_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			{
 				MemoryContext old = MemoryContextSwitchTo(pending_cxt);
 
-				into->quantity = into->quantity
-									 ? DatumGetNumeric(DirectFunctionCall2(
-										   numeric_add, NumericGetDatum(into->quantity),
-										   NumericGetDatum(m->quantity)))
-									 : m->quantity;
+				into->quantity = into->quantity ? DatumGetNumeric(DirectFunctionCall2(
+													  numeric_add, NumericGetDatum(into->quantity),
+													  NumericGetDatum(m->quantity)))
+												: m->quantity;
 				MemoryContextSwitchTo(old);
 			}
 		}
