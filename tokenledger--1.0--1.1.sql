@@ -1204,6 +1204,19 @@ COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.outcome_growth IS 'outcome
 COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.cost_per_outcome IS 'spend / outcomes, rounded half away from zero to 1e-9; NULL without outcomes';
 COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.cost_per_outcome_growth IS 'cost per outcome / the previous month''s; NULL when either month had no outcomes';
 COMMENT ON COLUMN @extschema@.spend_vs_outcome_growth.currency IS 'currency of the money columns: tokenledger.currency, or the spend''s own when no exchange rate converts it';
+-- unpriced_usage (1.0) gets a comment on each column, as every view has
+COMMENT ON COLUMN @extschema@.unpriced_usage.id IS 'the call''s id in usage';
+COMMENT ON COLUMN @extschema@.unpriced_usage.occurred_at IS 'when the call happened';
+COMMENT ON COLUMN @extschema@.unpriced_usage.provider IS 'model provider';
+COMMENT ON COLUMN @extschema@.unpriced_usage.model IS 'the model as recorded';
+COMMENT ON COLUMN @extschema@.unpriced_usage.service_tier IS 'service tier';
+COMMENT ON COLUMN @extschema@.unpriced_usage.requests IS 'calls the row stands for';
+COMMENT ON COLUMN @extschema@.unpriced_usage.team IS 'team the call is attributed to';
+COMMENT ON COLUMN @extschema@.unpriced_usage.initiative IS 'initiative the call is attributed to';
+COMMENT ON COLUMN @extschema@.unpriced_usage.principal IS 'user or service account that made the call';
+COMMENT ON COLUMN @extschema@.unpriced_usage.api_key IS 'the key''s id or name';
+COMMENT ON COLUMN @extschema@.unpriced_usage.app IS 'application that made the call';
+COMMENT ON COLUMN @extschema@.unpriced_usage.request_id IS 'idempotency key of the call';
 GRANT SELECT ON @extschema@.spend_stretches, @extschema@.outcome_stretches, @extschema@.spend_daily,
 	@extschema@.initiative_months, @extschema@.initiative_economics, @extschema@.spend_vs_outcome_growth
 TO tokenledger_reader;
