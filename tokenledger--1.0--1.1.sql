@@ -1010,58 +1010,68 @@ GRANT SELECT ON @extschema@.usage_rollup, @extschema@.outcome_rollup TO tokenled
 -- spend_vs_outcome_growth
 -- ---------------------------------------------------------------------------
 
--- Internal: the rollups (or, where the session's days are not whole UTC
--- hours, the ledger) in the reporting currency, unrounded.  The views below
--- sum them and round once.
-CREATE VIEW @extschema@.spend_stretches WITH (security_invoker = true) AS
+-- Internal: a day's spend and outcomes per key, from the rollups (or, where
+-- the session's days are not whole UTC hours, from the ledger) in the
+-- reporting currency, unrounded; each branch sums its own rows, so that what
+-- the views above them group is days, not hours.  The views below sum them
+-- and round once.
+CREATE VIEW @extschema@.spend_days WITH (security_invoker = true) AS
 SELECT r.stretch::date AS day, r.team, r.initiative, r.provider, r.model, r.service_tier, r.environment,
-	   CASE WHEN r.currency IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+	   CASE WHEN r.currency IS NULL OR x.rate IS NOT NULL THEN (SELECT @extschema@.report_currency())
 			ELSE r.currency END AS currency,
-	   r.entries, r.requests, r.unpriced_requests, r.input_tokens, r.output_tokens, r.cache_read_tokens,
-	   r.cache_write_tokens, r.cache_write_1h_tokens, r.reasoning_tokens,
-	   r.spend * coalesce(x.rate, 1) AS spend
+	   sum(r.entries) AS entries, sum(r.requests) AS requests, sum(r.unpriced_requests) AS unpriced_requests,
+	   sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens,
+	   sum(r.cache_read_tokens) AS cache_read_tokens, sum(r.cache_write_tokens) AS cache_write_tokens,
+	   sum(r.cache_write_1h_tokens) AS cache_write_1h_tokens, sum(r.reasoning_tokens) AS reasoning_tokens,
+	   sum(r.spend * coalesce(x.rate, 1)) AS spend
 FROM @extschema@.usage_rollup r
-CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(r.currency, @extschema@.report_currency(), r.stretch) AS rate) x
+CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(r.currency, (SELECT @extschema@.report_currency()), r.stretch) AS rate) x
 WHERE @extschema@.whole_hour_zone()
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 UNION ALL
 SELECT u.occurred_at::date, u.team, u.initiative, u.provider,
 	   CASE WHEN u.cost IS NULL THEN u.model
 			ELSE coalesce(@extschema@.resolve_model(u.provider, u.model), u.model) END,
 	   u.service_tier, u.environment,
-	   CASE WHEN u.cost IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+	   CASE WHEN u.cost IS NULL OR x.rate IS NOT NULL THEN (SELECT @extschema@.report_currency())
 			ELSE @extschema@.currency(u.cost) END,
-	   1,
-	   CASE WHEN u.entry = 'call' THEN u.requests ELSE 0 END,
-	   CASE WHEN u.entry = 'call' AND u.cost IS NULL THEN u.requests ELSE 0 END,
-	   @extschema@.input(u.tokens), @extschema@.output(u.tokens), @extschema@.cache_read(u.tokens),
-	   @extschema@.cache_write(u.tokens), @extschema@.cache_write_1h(u.tokens), @extschema@.reasoning(u.tokens),
-	   coalesce(@extschema@.amount(u.cost) * coalesce(x.rate, 1), 0)
+	   count(*),
+	   coalesce(sum(u.requests) FILTER (WHERE u.entry = 'call'), 0),
+	   coalesce(sum(u.requests) FILTER (WHERE u.entry = 'call' AND u.cost IS NULL), 0),
+	   sum(@extschema@.input(u.tokens)), sum(@extschema@.output(u.tokens)), sum(@extschema@.cache_read(u.tokens)),
+	   sum(@extschema@.cache_write(u.tokens)), sum(@extschema@.cache_write_1h(u.tokens)),
+	   sum(@extschema@.reasoning(u.tokens)),
+	   coalesce(sum(@extschema@.amount(u.cost) * coalesce(x.rate, 1)), 0)
 FROM @extschema@.usage u
-CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(@extschema@.currency(u.cost), @extschema@.report_currency(),
+CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(@extschema@.currency(u.cost), (SELECT @extschema@.report_currency()),
 											   u.occurred_at) AS rate) x
-WHERE NOT @extschema@.whole_hour_zone();
-COMMENT ON VIEW @extschema@.spend_stretches IS
-	'internal to spend_daily and initiative_economics: the spend of each rollup stretch (or, in a time zone whose days are not whole UTC hours, of each call) in the reporting currency, unrounded';
+WHERE NOT @extschema@.whole_hour_zone()
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
+COMMENT ON VIEW @extschema@.spend_days IS
+	'internal to spend_daily and initiative_economics: spend per day and key in the reporting currency, unrounded, from the hourly rollups (or, in a time zone whose days are not whole UTC hours, from the ledger)';
 
-CREATE VIEW @extschema@.outcome_stretches WITH (security_invoker = true) AS
+CREATE VIEW @extschema@.outcome_days WITH (security_invoker = true) AS
 SELECT r.stretch::date AS day, r.initiative,
-	   CASE WHEN r.currency IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+	   CASE WHEN r.currency IS NULL OR x.rate IS NOT NULL THEN (SELECT @extschema@.report_currency())
 			ELSE r.currency END AS currency,
-	   r.entries, r.outcomes, r.outcome_value * coalesce(x.rate, 1) AS outcome_value
+	   sum(r.entries) AS entries, sum(r.outcomes) AS outcomes,
+	   sum(r.outcome_value * coalesce(x.rate, 1)) AS outcome_value
 FROM @extschema@.outcome_rollup r
-CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(r.currency, @extschema@.report_currency(), r.stretch) AS rate) x
+CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(r.currency, (SELECT @extschema@.report_currency()), r.stretch) AS rate) x
 WHERE @extschema@.whole_hour_zone()
+GROUP BY 1, 2, 3
 UNION ALL
 SELECT o.occurred_at::date, o.initiative,
-	   CASE WHEN o.value IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+	   CASE WHEN o.value IS NULL OR x.rate IS NOT NULL THEN (SELECT @extschema@.report_currency())
 			ELSE @extschema@.currency(o.value) END,
-	   1, o.quantity, coalesce(@extschema@.amount(o.value) * coalesce(x.rate, 1), 0)
+	   count(*), sum(o.quantity), coalesce(sum(@extschema@.amount(o.value) * coalesce(x.rate, 1)), 0)
 FROM @extschema@.outcomes o
-CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(@extschema@.currency(o.value), @extschema@.report_currency(),
+CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(@extschema@.currency(o.value), (SELECT @extschema@.report_currency()),
 											   o.occurred_at) AS rate) x
-WHERE NOT @extschema@.whole_hour_zone();
-COMMENT ON VIEW @extschema@.outcome_stretches IS
-	'internal to initiative_economics: the outcomes of each rollup stretch (or, in a time zone whose days are not whole UTC hours, each outcome) with their value in the reporting currency, unrounded';
+WHERE NOT @extschema@.whole_hour_zone()
+GROUP BY 1, 2, 3;
+COMMENT ON VIEW @extschema@.outcome_days IS
+	'internal to initiative_economics: outcomes per day and initiative with their value in the reporting currency, unrounded, from the hourly rollups (or, in a time zone whose days are not whole UTC hours, from the ledger)';
 
 CREATE VIEW @extschema@.spend_daily WITH (security_invoker = true) AS
 SELECT s.day, s.team, s.initiative, s.provider, s.model, s.service_tier, s.environment, s.currency,
@@ -1074,7 +1084,7 @@ SELECT s.day, s.team, s.initiative, s.provider, s.model, s.service_tier, s.envir
 	   sum(s.reasoning_tokens)::bigint AS reasoning_tokens,
 	   round(sum(s.spend), 9) AS spend,
 	   sum(s.unpriced_requests)::bigint AS unpriced_requests
-FROM @extschema@.spend_stretches s
+FROM @extschema@.spend_days s
 GROUP BY s.day, s.team, s.initiative, s.provider, s.model, s.service_tier, s.environment, s.currency
 HAVING sum(s.entries) > 0;
 COMMENT ON VIEW @extschema@.spend_daily IS
@@ -1082,21 +1092,19 @@ COMMENT ON VIEW @extschema@.spend_daily IS
 
 -- initiatives month by month, unrounded (internal)
 CREATE VIEW @extschema@.initiative_months WITH (security_invoker = true) AS
-SELECT coalesce(s.month, o.month) AS month, coalesce(s.initiative, o.initiative) AS initiative,
-	   coalesce(s.currency, o.currency) AS currency,
-	   coalesce(s.requests, 0) AS requests, coalesce(s.spend, 0) AS spend,
-	   coalesce(o.outcomes, 0) AS outcomes, coalesce(o.outcome_value, 0) AS outcome_value
+SELECT b.month, b.initiative, b.currency,
+	   sum(b.requests) AS requests, sum(b.spend) AS spend,
+	   sum(b.outcomes) AS outcomes, sum(b.outcome_value) AS outcome_value
 FROM (SELECT date_trunc('month', x.day)::date AS month, x.initiative, x.currency,
-			 sum(x.requests) AS requests, sum(x.spend) AS spend
-	  FROM @extschema@.spend_stretches x
-	  GROUP BY 1, 2, 3
-	  HAVING sum(x.entries) > 0) s
-FULL JOIN (SELECT date_trunc('month', y.day)::date AS month, y.initiative, y.currency,
-				  sum(y.outcomes) AS outcomes, sum(y.outcome_value) AS outcome_value
-		   FROM @extschema@.outcome_stretches y
-		   GROUP BY 1, 2, 3
-		   HAVING sum(y.entries) > 0) o
-	ON o.month = s.month AND o.initiative = s.initiative AND o.currency = s.currency;
+			 x.entries AS spend_entries, 0 AS outcome_entries,
+			 x.requests, x.spend, 0 AS outcomes, 0 AS outcome_value
+	  FROM @extschema@.spend_days x
+	  UNION ALL
+	  SELECT date_trunc('month', y.day)::date, y.initiative, y.currency,
+			 0, y.entries, 0, 0, y.outcomes, y.outcome_value
+	  FROM @extschema@.outcome_days y) b
+GROUP BY b.month, b.initiative, b.currency
+HAVING sum(b.spend_entries) > 0 OR sum(b.outcome_entries) > 0;
 COMMENT ON VIEW @extschema@.initiative_months IS
 	'internal to initiative_economics and spend_vs_outcome_growth: spend and outcomes per month, initiative and currency, unrounded';
 
@@ -1134,30 +1142,30 @@ WHERE m.initiative IS NOT NULL;
 COMMENT ON VIEW @extschema@.spend_vs_outcome_growth IS
 	'token maxing by initiative: how spend grew against outcomes, month on month (13 means 13 times the previous month)';
 
-COMMENT ON COLUMN @extschema@.spend_stretches.day IS 'calendar day in the session''s TimeZone';
-COMMENT ON COLUMN @extschema@.spend_stretches.team IS 'team the spend is attributed to (NULL: none)';
-COMMENT ON COLUMN @extschema@.spend_stretches.initiative IS 'initiative the spend is attributed to (NULL: shadow spend, no initiative)';
-COMMENT ON COLUMN @extschema@.spend_stretches.provider IS 'model provider';
-COMMENT ON COLUMN @extschema@.spend_stretches.model IS 'the catalog model a call with a cost resolved to, else the model as recorded';
-COMMENT ON COLUMN @extschema@.spend_stretches.service_tier IS 'service tier (standard, batch, flex, priority)';
-COMMENT ON COLUMN @extschema@.spend_stretches.environment IS 'environment recorded with the calls';
-COMMENT ON COLUMN @extschema@.spend_stretches.currency IS 'currency of the money columns: tokenledger.currency, or the spend''s own when no exchange rate converts it';
-COMMENT ON COLUMN @extschema@.spend_stretches.entries IS 'ledger rows summed';
-COMMENT ON COLUMN @extschema@.spend_stretches.requests IS 'calls (requests of call entries; adjustments and rerates count none)';
-COMMENT ON COLUMN @extschema@.spend_stretches.unpriced_requests IS 'calls without a cost (no price applied); counted in requests and tokens, not in spend';
-COMMENT ON COLUMN @extschema@.spend_stretches.input_tokens IS 'input tokens not served from or written to a cache';
-COMMENT ON COLUMN @extschema@.spend_stretches.output_tokens IS 'output tokens, reasoning included';
-COMMENT ON COLUMN @extschema@.spend_stretches.cache_read_tokens IS 'prompt tokens read from the provider''s cache';
-COMMENT ON COLUMN @extschema@.spend_stretches.cache_write_tokens IS 'prompt tokens written to the cache (short-lived)';
-COMMENT ON COLUMN @extschema@.spend_stretches.cache_write_1h_tokens IS 'prompt tokens written to the 1-hour cache';
-COMMENT ON COLUMN @extschema@.spend_stretches.reasoning_tokens IS 'the reasoning part of output_tokens';
-COMMENT ON COLUMN @extschema@.spend_stretches.spend IS 'spend including adjustments and rerates, converted at each row''s time, exact to 1e-9';
-COMMENT ON COLUMN @extschema@.outcome_stretches.day IS 'calendar day in the session''s TimeZone';
-COMMENT ON COLUMN @extschema@.outcome_stretches.initiative IS 'initiative the spend is attributed to (NULL: shadow spend, no initiative)';
-COMMENT ON COLUMN @extschema@.outcome_stretches.currency IS 'currency of the money columns: tokenledger.currency, or the spend''s own when no exchange rate converts it';
-COMMENT ON COLUMN @extschema@.outcome_stretches.entries IS 'ledger rows summed';
-COMMENT ON COLUMN @extschema@.outcome_stretches.outcomes IS 'outcomes produced (sum of quantity)';
-COMMENT ON COLUMN @extschema@.outcome_stretches.outcome_value IS 'value of the outcomes, converted at each outcome''s time';
+COMMENT ON COLUMN @extschema@.spend_days.day IS 'calendar day in the session''s TimeZone';
+COMMENT ON COLUMN @extschema@.spend_days.team IS 'team the spend is attributed to (NULL: none)';
+COMMENT ON COLUMN @extschema@.spend_days.initiative IS 'initiative the spend is attributed to (NULL: shadow spend, no initiative)';
+COMMENT ON COLUMN @extschema@.spend_days.provider IS 'model provider';
+COMMENT ON COLUMN @extschema@.spend_days.model IS 'the catalog model a call with a cost resolved to, else the model as recorded';
+COMMENT ON COLUMN @extschema@.spend_days.service_tier IS 'service tier (standard, batch, flex, priority)';
+COMMENT ON COLUMN @extschema@.spend_days.environment IS 'environment recorded with the calls';
+COMMENT ON COLUMN @extschema@.spend_days.currency IS 'currency of the money columns: tokenledger.currency, or the spend''s own when no exchange rate converts it';
+COMMENT ON COLUMN @extschema@.spend_days.entries IS 'ledger rows summed';
+COMMENT ON COLUMN @extschema@.spend_days.requests IS 'calls (requests of call entries; adjustments and rerates count none)';
+COMMENT ON COLUMN @extschema@.spend_days.unpriced_requests IS 'calls without a cost (no price applied); counted in requests and tokens, not in spend';
+COMMENT ON COLUMN @extschema@.spend_days.input_tokens IS 'input tokens not served from or written to a cache';
+COMMENT ON COLUMN @extschema@.spend_days.output_tokens IS 'output tokens, reasoning included';
+COMMENT ON COLUMN @extschema@.spend_days.cache_read_tokens IS 'prompt tokens read from the provider''s cache';
+COMMENT ON COLUMN @extschema@.spend_days.cache_write_tokens IS 'prompt tokens written to the cache (short-lived)';
+COMMENT ON COLUMN @extschema@.spend_days.cache_write_1h_tokens IS 'prompt tokens written to the 1-hour cache';
+COMMENT ON COLUMN @extschema@.spend_days.reasoning_tokens IS 'the reasoning part of output_tokens';
+COMMENT ON COLUMN @extschema@.spend_days.spend IS 'spend including adjustments and rerates, converted at each row''s time, exact to 1e-9';
+COMMENT ON COLUMN @extschema@.outcome_days.day IS 'calendar day in the session''s TimeZone';
+COMMENT ON COLUMN @extschema@.outcome_days.initiative IS 'initiative the spend is attributed to (NULL: shadow spend, no initiative)';
+COMMENT ON COLUMN @extschema@.outcome_days.currency IS 'currency of the money columns: tokenledger.currency, or the spend''s own when no exchange rate converts it';
+COMMENT ON COLUMN @extschema@.outcome_days.entries IS 'ledger rows summed';
+COMMENT ON COLUMN @extschema@.outcome_days.outcomes IS 'outcomes produced (sum of quantity)';
+COMMENT ON COLUMN @extschema@.outcome_days.outcome_value IS 'value of the outcomes, converted at each outcome''s time';
 COMMENT ON COLUMN @extschema@.spend_daily.day IS 'calendar day in the session''s TimeZone';
 COMMENT ON COLUMN @extschema@.spend_daily.team IS 'team the spend is attributed to (NULL: none)';
 COMMENT ON COLUMN @extschema@.spend_daily.initiative IS 'initiative the spend is attributed to (NULL: shadow spend, no initiative)';
@@ -1217,7 +1225,7 @@ COMMENT ON COLUMN @extschema@.unpriced_usage.principal IS 'user or service accou
 COMMENT ON COLUMN @extschema@.unpriced_usage.api_key IS 'the key''s id or name';
 COMMENT ON COLUMN @extschema@.unpriced_usage.app IS 'application that made the call';
 COMMENT ON COLUMN @extschema@.unpriced_usage.request_id IS 'idempotency key of the call';
-GRANT SELECT ON @extschema@.spend_stretches, @extschema@.outcome_stretches, @extschema@.spend_daily,
+GRANT SELECT ON @extschema@.spend_days, @extschema@.outcome_days, @extschema@.spend_daily,
 	@extschema@.initiative_months, @extschema@.initiative_economics, @extschema@.spend_vs_outcome_growth
 TO tokenledger_reader;
 

@@ -15,6 +15,7 @@
 
 #include "pgtime.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
@@ -42,12 +43,24 @@ fx_rate(PG_FUNCTION_ARGS)
 	char    to[CURRENCY_LEN + 1];
 	Numeric rate;
 
+	static Datum one = (Datum) 0;
+
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
 	currency_arg(PG_GETARG_TEXT_PP(0), from);
 	currency_arg(PG_GETARG_TEXT_PP(1), to);
 	if (strcmp(from, to) == 0)
-		PG_RETURN_DATUM(DirectFunctionCall1(int4_numeric, Int32GetDatum(1)));
+	{
+		/* the views call this once per rollup row: 1 is made once */
+		if (one == (Datum) 0)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			one = DirectFunctionCall1(int4_numeric, Int32GetDatum(1));
+			MemoryContextSwitchTo(old);
+		}
+		PG_RETURN_DATUM(one);
+	}
 	rate = catalog_fx_rate(from, to, PG_GETARG_TIMESTAMPTZ(2));
 	if (rate == NULL)
 		PG_RETURN_NULL();
