@@ -944,6 +944,15 @@ COMMENT ON FUNCTION @extschema@.rollup_recount(timestamptz[], text[]) IS
 REVOKE EXECUTE ON FUNCTION @extschema@.rollup_recount(timestamptz[], text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.rollup_recount(timestamptz[], text[]) TO tokenledger_admin;
 
+-- Merge the rows that several recording slots hold for one key and hour
+-- into one (see src/rollup.c); a job such as pg_cron runs it, e.g. hourly
+CREATE FUNCTION @extschema@.rollup_compact(before timestamptz DEFAULT NULL) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'rollup_compact' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.rollup_compact(timestamptz) IS
+	'merges the rollup rows that several recording slots hold for one key into one, for the hours before the given time (default: the current UTC hour); skips slots in use; returns the rows saved';
+REVOKE EXECUTE ON FUNCTION @extschema@.rollup_compact(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.rollup_compact(timestamptz) TO tokenledger_admin;
+
 -- a rate that takes effect within an hour cuts that hour's stretches of its
 -- two currencies (restored rates come with the rollups they gave)
 CREATE FUNCTION @extschema@.fx_rates_rollup() RETURNS trigger

@@ -522,6 +522,25 @@ ledger_claim_slot(void)
 	return claimed_slot;
 }
 
+/*
+ * Take a slot's lock for the rest of the transaction if it is free now:
+ * while this transaction holds it, no other writes that slot's counters
+ * and rollup rows (rollup_compact merges them).
+ */
+bool
+ledger_try_lock_slot(int slot)
+{
+	LOCKTAG           tag;
+	ResourceOwner     save_owner = CurrentResourceOwner;
+	LockAcquireResult r;
+
+	lock_tag(&tag, LOCK_KIND_SLOT, slot);
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	r = LockAcquire(&tag, ExclusiveLock, false, true);
+	CurrentResourceOwner = save_owner;
+	return r != LOCKACQUIRE_NOT_AVAIL;
+}
+
 static ColumnMap spend_map = {InvalidOid, 0, {0}};
 
 /*

@@ -131,6 +131,7 @@ extern const CachedBudget     *catalog_budgets(int *n);
 /* budget.c */
 extern void budget_init(void);
 extern int  ledger_claim_slot(void);
+extern bool ledger_try_lock_slot(int slot);
 
 /* rollup.c */
 extern void rollup_init(void);

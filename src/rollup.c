@@ -35,9 +35,13 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -710,4 +714,117 @@ rollup_outcome_flush(PG_FUNCTION_ARGS)
 		elog(ERROR, "rollup_outcome_flush: must be fired for each statement");
 	rollup_flush(false);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * rollup_compact(before): merge the rollup rows of the stretches before
+ * "before" (default: the current UTC hour) that several slots hold into
+ * one row per key (slot -1), so that a key's hour costs one row however
+ * many connections recorded it.  A slot is merged only while its lock is
+ * free (a transaction that is recording, or a prepared one, keeps its
+ * rows for the next run); the ledger's rows and every figure of the views
+ * stay as they were.  Returns the number of rollup rows it saved.
+ */
+PG_FUNCTION_INFO_V1(rollup_compact);
+Datum
+rollup_compact(PG_FUNCTION_ARGS)
+{
+	static const char *const merge[NROLLUPS] = {
+		"WITH gone AS (DELETE FROM tokenledger.usage_rollup r"
+		"  WHERE r.stretch OPERATOR(pg_catalog.<) $1"
+		"    AND (r.slot OPERATOR(pg_catalog.=) -1 OR r.slot OPERATOR(pg_catalog.=) ANY ($2))"
+		"  RETURNING r.*)"
+		" INSERT INTO tokenledger.usage_rollup"
+		" SELECT g.stretch, -1, g.provider, g.model, g.service_tier, g.currency, g.team,"
+		"        g.initiative, g.environment, pg_catalog.sum(g.entries), "
+		"pg_catalog.sum(g.requests),"
+		"        pg_catalog.sum(g.unpriced_requests), pg_catalog.sum(g.input_tokens),"
+		"        pg_catalog.sum(g.output_tokens), pg_catalog.sum(g.cache_read_tokens),"
+		"        pg_catalog.sum(g.cache_write_tokens), pg_catalog.sum(g.cache_write_1h_tokens),"
+		"        pg_catalog.sum(g.reasoning_tokens), pg_catalog.sum(g.spend)"
+		" FROM gone g"
+		" GROUP BY g.stretch, g.provider, g.model, g.service_tier, g.currency, g.team,"
+		"          g.initiative, g.environment"
+		" HAVING pg_catalog.sum(g.entries) OPERATOR(pg_catalog.<>) 0",
+		"WITH gone AS (DELETE FROM tokenledger.outcome_rollup r"
+		"  WHERE r.stretch OPERATOR(pg_catalog.<) $1"
+		"    AND (r.slot OPERATOR(pg_catalog.=) -1 OR r.slot OPERATOR(pg_catalog.=) ANY ($2))"
+		"  RETURNING r.*)"
+		" INSERT INTO tokenledger.outcome_rollup"
+		" SELECT g.stretch, -1, g.initiative, g.currency, pg_catalog.sum(g.entries),"
+		"        pg_catalog.sum(g.outcomes), pg_catalog.sum(g.outcome_value)"
+		" FROM gone g GROUP BY g.stretch, g.initiative, g.currency"
+		" HAVING pg_catalog.sum(g.entries) OPERATOR(pg_catalog.<>) 0"};
+	const LedgerOids *o = ledger_oids();
+	TimestampTz       before;
+	OwnerSql          owner;
+	Oid               argtypes[2] = {TIMESTAMPTZOID, INT2ARRAYOID};
+	Datum             args[2];
+	Datum            *slots;
+	int               nslots = 0;
+	int64             saved = 0;
+
+	if (PG_ARGISNULL(0))
+	{
+		TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+		before = now - now % USECS_PER_HOUR;
+	}
+	else
+		before = PG_GETARG_TIMESTAMPTZ(0);
+	if (!rollups_known())
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+						errmsg("tokenledger has no rollups before version 1.1"),
+						errhint("Update the extension: ALTER EXTENSION tokenledger UPDATE.")));
+
+	/* this transaction's own sums first; then queue behind rollup_recount */
+	rollup_flush(true);
+	LockRelationOid(o->usage, RowExclusiveLock);
+	LockRelationOid(o->outcomes, RowExclusiveLock);
+
+	owner_sql_begin(&owner);
+	args[0] = TimestampTzGetDatum(before);
+	if (SPI_execute_with_args("SELECT DISTINCT s.slot FROM ("
+							  " SELECT r.slot FROM tokenledger.usage_rollup r"
+							  "  WHERE r.stretch OPERATOR(pg_catalog.<) $1"
+							  " UNION ALL"
+							  " SELECT r.slot FROM tokenledger.outcome_rollup r"
+							  "  WHERE r.stretch OPERATOR(pg_catalog.<) $1) s"
+							  " WHERE s.slot OPERATOR(pg_catalog.>=) 0 ORDER BY 1",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the rollups' slots");
+	slots = palloc(Max(SPI_processed, 1) * sizeof(Datum));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool  isnull;
+		Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (ledger_try_lock_slot(DatumGetInt16(d)))
+			slots[nslots++] = d;
+	}
+	args[1] = PointerGetDatum(
+		construct_array(slots, nslots, INT2OID, sizeof(int16), true, TYPALIGN_SHORT));
+	for (int k = 0; k < NROLLUPS; k++)
+	{
+		StringInfoData q;
+		bool           isnull;
+		int64          merged;
+
+		initStringInfo(&q);
+		appendStringInfo(&q,
+						 "SELECT pg_catalog.count(*) FROM tokenledger.%s r"
+						 " WHERE r.stretch OPERATOR(pg_catalog.<) $1"
+						 "   AND (r.slot OPERATOR(pg_catalog.=) -1"
+						 "        OR r.slot OPERATOR(pg_catalog.=) ANY ($2))",
+						 table_names[k]);
+		if (SPI_execute_with_args(q.data, 2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not count the rollups of %s", table_names[k]);
+		merged =
+			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (SPI_execute_with_args(merge[k], 2, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not merge the rollups of %s", table_names[k]);
+		saved += merged - (int64) SPI_processed;
+	}
+	owner_sql_end(&owner);
+	PG_RETURN_INT64(saved);
 }
