@@ -40,3 +40,8 @@ FROM prices WHERE model = 'gpt-5.1' ORDER BY service_tier, id;
 SELECT cost_of('in=1000000 out=0', 'openai', 'gpt-5.1') AS users_price,
 	   cost_of('in=1000000 out=0', 'openai', 'gpt-5.1', 'priority') AS shipped_price;
 SELECT id, model FROM prices WHERE shipped AND id < 0 ORDER BY id DESC;
+-- the update summed the 1.0 ledger into the rollups: spend_daily holds every
+-- call recorded before and after it (2 + 4 USD of m at 1 USD per 1M, and
+-- 0.50 after it; 1 EUR of e converted at 1.5)
+SELECT model, currency, requests, spend FROM spend_daily WHERE team = 'up' ORDER BY model;
+SELECT (SELECT sum(requests) FROM spend_daily) = (SELECT sum(requests) FROM usage WHERE entry = 'call') AS all_calls;
