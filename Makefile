@@ -27,7 +27,7 @@ HAVE_HEADERS := $(wildcard $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
 # sudo for installing, unless run as root
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: deps lint test prove demo bench-types bench-ingest bench-budget
+.PHONY: deps lint test prove demo bench-types bench-ingest bench-budget bench-views
 
 deps:
 	sh scripts/install-deps.sh
@@ -42,7 +42,7 @@ lint:
 
 ifeq ($(and $(PGXS),$(HAVE_HEADERS)),)
 # A fresh machine has no server headers yet: install them, then go on.
-all install installcheck test demo bench-types bench-ingest bench-budget:
+all install installcheck test demo bench-types bench-ingest bench-budget bench-views:
 	sh scripts/install-deps.sh
 	$(MAKE) PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config $@
 else
@@ -74,4 +74,8 @@ bench-budget: all
 bench-ingest: all
 	$(SUDO) $(MAKE) install
 	pg_virtualenv sh bench/ingest.sh
+
+bench-views: all
+	$(SUDO) $(MAKE) install
+	pg_virtualenv sh -c 'psql -X -f bench/views.sql $(if $(ROWS),-v rows=$(ROWS))'
 endif
