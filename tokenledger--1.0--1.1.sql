@@ -800,6 +800,71 @@ COMMENT ON FUNCTION @extschema@.report_currency() IS
 -- @@section aggregates: cost_per_outcome and roi (src/economics.c)
 -- ---------------------------------------------------------------------------
 
+-- sum(spend) / sum(outcomes) and (sum(value) - sum(spend)) / sum(spend) over
+-- exact sums: the costs as 128-bit sums of nanos, the outcomes as numeric.  A
+-- NULL argument is left out of its own sum only.  Everyone may run the
+-- aggregates; their support functions take internal and are not for calling
+-- (the executor checks the aggregates' owner's right to run them, so PUBLIC,
+-- the readers included, needs none).
+CREATE FUNCTION @extschema@.cost_per_outcome_accum(internal, @extschema@.cost, numeric)
+	RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@.cost_per_outcome_combine(internal, internal) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@.cost_per_outcome_serialize(internal) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.cost_per_outcome_deserialize(bytea, internal) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.cost_per_outcome_final(internal) RETURNS @extschema@.cost
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@.roi_accum(internal, @extschema@.cost, @extschema@.cost)
+	RETURNS internal AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@.roi_combine(internal, internal) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION @extschema@.roi_serialize(internal) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.roi_deserialize(bytea, internal) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.roi_final(internal) RETURNS numeric
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+REVOKE EXECUTE ON FUNCTION
+	@extschema@.cost_per_outcome_accum(internal, @extschema@.cost, numeric),
+	@extschema@.cost_per_outcome_combine(internal, internal),
+	@extschema@.cost_per_outcome_serialize(internal),
+	@extschema@.cost_per_outcome_deserialize(bytea, internal),
+	@extschema@.cost_per_outcome_final(internal),
+	@extschema@.roi_accum(internal, @extschema@.cost, @extschema@.cost),
+	@extschema@.roi_combine(internal, internal),
+	@extschema@.roi_serialize(internal),
+	@extschema@.roi_deserialize(bytea, internal),
+	@extschema@.roi_final(internal)
+FROM PUBLIC;
+
+CREATE AGGREGATE @extschema@.cost_per_outcome(spend @extschema@.cost, outcomes numeric) (
+	SFUNC = @extschema@.cost_per_outcome_accum,
+	STYPE = internal,
+	SSPACE = 64,
+	FINALFUNC = @extschema@.cost_per_outcome_final,
+	COMBINEFUNC = @extschema@.cost_per_outcome_combine,
+	SERIALFUNC = @extschema@.cost_per_outcome_serialize,
+	DESERIALFUNC = @extschema@.cost_per_outcome_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.cost_per_outcome(@extschema@.cost, numeric) IS
+	'sum of spend / sum of outcomes, rounded half away from zero to 1e-9 as round(numeric, 9); NULL without spend or when the outcomes sum to 0; a NULL argument is left out of its own sum';
+
+CREATE AGGREGATE @extschema@.roi(spend @extschema@.cost, value @extschema@.cost) (
+	SFUNC = @extschema@.roi_accum,
+	STYPE = internal,
+	SSPACE = 80,
+	FINALFUNC = @extschema@.roi_final,
+	COMBINEFUNC = @extschema@.roi_combine,
+	SERIALFUNC = @extschema@.roi_serialize,
+	DESERIALFUNC = @extschema@.roi_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.roi(@extschema@.cost, @extschema@.cost) IS
+	'return on investment: (sum of value - sum of spend) / sum of spend in exact numeric (no value counts as 0); NULL without spend or when it sums to 0';
+
 -- ---------------------------------------------------------------------------
 -- @@section rollups
 -- ---------------------------------------------------------------------------

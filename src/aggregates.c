@@ -2,7 +2,8 @@
  * aggregates.c
  *		sum(cost) and avg(cost): an exact 128-bit sum and a count, with
  *		combine, serialize and deserialize functions for parallel plans and an
- *		inverse transition function for moving window frames.
+ *		inverse transition function for moving window frames.  The sum and its
+ *		binary form (cost_agg_*) are also parts of the states of economics.c.
  */
 #include "postgres.h"
 
@@ -12,18 +13,11 @@
 
 #include "tokenledger.h"
 
-typedef struct CostAggState
-{
-	int128 sum;                        /* in nanos */
-	int64  count;                      /* non-NULL inputs in the state */
-	char   currency[CURRENCY_LEN + 1]; /* empty while count == 0 */
-} CostAggState;
+/* CostAggState and COST_AGG_STATE_BYTES are in tokenledger.h */
 
-/* bytes in a serialized state: sum (2 x int64), count, currency */
-#define COST_AGG_STATE_BYTES (8 + 8 + 8 + CURRENCY_LEN)
-
-static MemoryContext
-agg_context(FunctionCallInfo fcinfo, const char *fname)
+/* The aggregate's memory context; an error when fname is not called by one. */
+MemoryContext
+cost_agg_context(FunctionCallInfo fcinfo, const char *fname)
 {
 	MemoryContext aggcontext;
 
@@ -57,6 +51,101 @@ state_currency(CostAggState *state, const char *currency)
 		mixed_currencies(state->currency, currency);
 }
 
+/* Add a cost to a sum (raises 22023 for another currency). */
+void
+cost_agg_add(CostAggState *state, const CostValue *c)
+{
+	state_currency(state, c->currency);
+	state->sum += c->nanos;
+	state->count++;
+}
+
+/* Add the sum from to the sum into (raises 22023 for another currency). */
+void
+cost_agg_merge(CostAggState *into, const CostAggState *from)
+{
+	if (from->count == 0)
+		return;
+	state_currency(into, from->currency);
+	into->sum += from->sum;
+	into->count += from->count;
+}
+
+/* The sum in units, as a numeric of scale 9. */
+Numeric
+cost_agg_units(const CostAggState *state)
+{
+	return nanos128_to_numeric(state->sum);
+}
+
+/* Append a sum in its binary form: COST_AGG_STATE_BYTES bytes. */
+void
+cost_agg_send(StringInfo buf, const CostAggState *state)
+{
+	uint128 u = (uint128) state->sum;
+
+	pq_sendint64(buf, (int64) (uint64) (u >> 64));
+	pq_sendint64(buf, (int64) (uint64) u);
+	pq_sendint64(buf, state->count);
+	pq_sendbytes(buf, state->currency, CURRENCY_LEN);
+}
+
+static void invalid_state(const char *aggname, const char *fmt, ...) pg_attribute_noreturn()
+	pg_attribute_printf(2, 3);
+
+static void
+invalid_state(const char *aggname, const char *fmt, ...)
+{
+	char    what[256];
+	va_list args;
+
+	va_start(args, fmt);
+	vsnprintf(what, sizeof(what), fmt, args);
+	va_end(args);
+	ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+					errmsg("invalid serialized %s state: %s", aggname, what)));
+}
+
+/*
+ * Read a sum written by cost_agg_send (the caller has checked that the bytes
+ * are there) and check it: a count that is not negative, no sum and no
+ * currency without values, an ISO 4217 code, and a sum that values of the
+ * cost range can reach.  aggname names the aggregate in the errors.
+ */
+void
+cost_agg_recv(StringInfo buf, CostAggState *state, const char *aggname)
+{
+	uint64      hi;
+	uint64      lo;
+	const char *code;
+
+	hi = (uint64) pq_getmsgint64(buf);
+	lo = (uint64) pq_getmsgint64(buf);
+	state->sum = (int128) (((uint128) hi << 64) | (uint128) lo);
+	state->count = pq_getmsgint64(buf);
+	code = pq_getmsgbytes(buf, CURRENCY_LEN);
+	memset(state->currency, 0, sizeof(state->currency));
+
+	if (state->count < 0)
+		invalid_state(aggname, "negative count " INT64_FORMAT, state->count);
+	if (state->count == 0)
+	{
+		if (state->sum != 0 || code[0] != '\0' || code[1] != '\0' || code[2] != '\0')
+			invalid_state(aggname, "a sum or a currency without values");
+		return;
+	}
+	if (!(currency_normalize(code, CURRENCY_LEN, state->currency) &&
+		  memcmp(code, state->currency, CURRENCY_LEN) == 0))
+		invalid_state(aggname, "currency %s is not an ISO 4217 code", describe_received_code(code));
+	/* each value is at most NANOS_MAX in magnitude; count < 2^63 */
+	if (state->sum > (int128) state->count * NANOS_MAX ||
+		state->sum < -(int128) state->count * NANOS_MAX)
+		invalid_state(aggname, "sum %s is beyond " INT64_FORMAT " values",
+					  DatumGetCString(DirectFunctionCall1(
+						  numeric_out, NumericGetDatum(nanos128_to_numeric(state->sum)))),
+					  state->count);
+}
+
 /* transition function of sum(cost) and avg(cost) */
 PG_FUNCTION_INFO_V1(cost_sum_accum);
 Datum
@@ -66,15 +155,9 @@ cost_sum_accum(PG_FUNCTION_ARGS)
 
 	state = PG_ARGISNULL(0) ? NULL : (CostAggState *) PG_GETARG_POINTER(0);
 	if (state == NULL)
-		state = make_state(agg_context(fcinfo, "cost_sum_accum"));
+		state = make_state(cost_agg_context(fcinfo, "cost_sum_accum"));
 	if (!PG_ARGISNULL(1))
-	{
-		CostValue *c = PG_GETARG_COST_P(1);
-
-		state_currency(state, c->currency);
-		state->sum += c->nanos;
-		state->count++;
-	}
+		cost_agg_add(state, PG_GETARG_COST_P(1));
 	PG_RETURN_POINTER(state);
 }
 
@@ -107,7 +190,7 @@ PG_FUNCTION_INFO_V1(cost_sum_combine);
 Datum
 cost_sum_combine(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = agg_context(fcinfo, "cost_sum_combine");
+	MemoryContext aggcontext = cost_agg_context(fcinfo, "cost_sum_combine");
 	CostAggState *s1 = PG_ARGISNULL(0) ? NULL : (CostAggState *) PG_GETARG_POINTER(0);
 	CostAggState *s2 = PG_ARGISNULL(1) ? NULL : (CostAggState *) PG_GETARG_POINTER(1);
 
@@ -123,9 +206,7 @@ cost_sum_combine(PG_FUNCTION_ARGS)
 		*s1 = *s2;
 		PG_RETURN_POINTER(s1);
 	}
-	state_currency(s1, s2->currency);
-	s1->sum += s2->sum;
-	s1->count += s2->count;
+	cost_agg_merge(s1, s2);
 	PG_RETURN_POINTER(s1);
 }
 
@@ -136,17 +217,11 @@ cost_sum_serialize(PG_FUNCTION_ARGS)
 {
 	CostAggState  *state;
 	StringInfoData buf;
-	uint128        u;
 
-	(void) agg_context(fcinfo, "cost_sum_serialize");
+	(void) cost_agg_context(fcinfo, "cost_sum_serialize");
 	state = (CostAggState *) PG_GETARG_POINTER(0);
-	u = (uint128) state->sum;
-
 	pq_begintypsend(&buf);
-	pq_sendint64(&buf, (int64) (uint64) (u >> 64));
-	pq_sendint64(&buf, (int64) (uint64) u);
-	pq_sendint64(&buf, state->count);
-	pq_sendbytes(&buf, state->currency, CURRENCY_LEN);
+	cost_agg_send(&buf, state);
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
 
@@ -158,11 +233,8 @@ cost_sum_deserialize(PG_FUNCTION_ARGS)
 	bytea         *sstate;
 	CostAggState  *state;
 	StringInfoData buf;
-	uint64         hi;
-	uint64         lo;
-	const char    *code;
 
-	(void) agg_context(fcinfo, "cost_sum_deserialize");
+	(void) cost_agg_context(fcinfo, "cost_sum_deserialize");
 	sstate = PG_GETARG_BYTEA_PP(0);
 	if (VARSIZE_ANY_EXHDR(sstate) != COST_AGG_STATE_BYTES)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
@@ -174,22 +246,8 @@ cost_sum_deserialize(PG_FUNCTION_ARGS)
 	buf.maxlen = buf.len;
 	buf.cursor = 0;
 	state = (CostAggState *) palloc0(sizeof(CostAggState));
-	hi = (uint64) pq_getmsgint64(&buf);
-	lo = (uint64) pq_getmsgint64(&buf);
-	state->sum = (int128) (((uint128) hi << 64) | (uint128) lo);
-	state->count = pq_getmsgint64(&buf);
-	code = pq_getmsgbytes(&buf, CURRENCY_LEN);
+	cost_agg_recv(&buf, state, "cost aggregate");
 	pq_getmsgend(&buf);
-
-	if (state->count < 0)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-						errmsg("invalid serialized cost aggregate state: negative count")));
-	if (state->count > 0 && !(currency_normalize(code, CURRENCY_LEN, state->currency) &&
-							  memcmp(code, state->currency, CURRENCY_LEN) == 0))
-		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-						errmsg("invalid serialized cost aggregate state: bad currency")));
-	if (state->count == 0)
-		memset(state->currency, 0, sizeof(state->currency));
 	PG_RETURN_POINTER(state);
 }
 

@@ -123,4 +123,25 @@ extern void       format_nanos(StringInfo buf, int64 nanos, int min_decimals);
 /* rate.c */
 extern CostValue *tokens_times_rate(const Tokens *t, const Rate *r);
 
+/*
+ * aggregates.c: the exact sum of costs in one currency, the state of
+ * sum(cost) and avg(cost) and a part of the states of economics.c
+ */
+typedef struct CostAggState
+{
+	int128 sum;                        /* in nanos */
+	int64  count;                      /* non-NULL inputs in the state */
+	char   currency[CURRENCY_LEN + 1]; /* empty while count == 0 */
+} CostAggState;
+
+/* bytes in a serialized CostAggState: sum (2 x int64), count, currency */
+#define COST_AGG_STATE_BYTES (8 + 8 + 8 + CURRENCY_LEN)
+
+extern MemoryContext cost_agg_context(FunctionCallInfo fcinfo, const char *fname);
+extern void          cost_agg_add(CostAggState *state, const CostValue *c);
+extern void          cost_agg_merge(CostAggState *into, const CostAggState *from);
+extern void          cost_agg_send(StringInfo buf, const CostAggState *state);
+extern void          cost_agg_recv(StringInfo buf, CostAggState *state, const char *aggname);
+extern Numeric       cost_agg_units(const CostAggState *state);
+
 #endif /* TOKENLEDGER_H */
