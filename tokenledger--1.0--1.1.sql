@@ -1308,7 +1308,718 @@ TO tokenledger_reader;
 -- token_maxing, focus_export
 -- ---------------------------------------------------------------------------
 
+-- Each of these views reads usage and outcomes as the caller (row-level
+-- security by team reaches through).  A ledger row's money is converted to
+-- the report currency at its own occurred_at; a row that no rate converts
+-- keeps its own currency, on output rows of its own; unpriced calls count
+-- on rows of the report currency, with requests and tokens but no spend.
+-- Exact products are summed and each figure is rounded once, to 9 places.
+
+-- run_economics: what each workflow run cost and whether it produced an
+-- outcome.  A run's initiative and team are those of its earliest call
+-- that names an initiative (else of its earliest call); its outcomes are
+-- the outcomes recorded with its run_id, each on the row of the currency
+-- its value is reported in (the report currency when converted or when it
+-- has no value, its own when no rate converts it)
+CREATE VIEW @extschema@.run_economics WITH (security_invoker = true) AS
+SELECT r.run_id, r.initiative, r.team, r.first_at, r.last_at,
+	   g.requests::bigint AS requests,
+	   g.total_tokens::bigint AS total_tokens,
+	   round(g.spend, 9) AS spend,
+	   g.outcomes,
+	   round(g.outcome_value, 9) AS outcome_value,
+	   coalesce(p.produced_outcome, false) AS produced_outcome,
+	   g.currency
+FROM (
+	SELECT u.run_id, min(u.occurred_at) AS first_at, max(u.occurred_at) AS last_at,
+		   (array_agg(u.initiative ORDER BY u.initiative IS NULL, u.occurred_at, u.id))[1] AS initiative,
+		   (array_agg(u.team ORDER BY u.initiative IS NULL, u.occurred_at, u.id))[1] AS team
+	FROM @extschema@.usage u
+	WHERE u.run_id IS NOT NULL
+	GROUP BY u.run_id
+) r
+JOIN (
+	SELECT e.run_id, e.currency,
+		   sum(e.requests) AS requests, sum(e.total_tokens) AS total_tokens,
+		   coalesce(sum(e.spend), 0) AS spend,
+		   coalesce(sum(e.outcomes), 0) AS outcomes,
+		   coalesce(sum(e.outcome_value), 0) AS outcome_value
+	FROM (
+		SELECT u.run_id, c.currency, CASE WHEN u.entry = 'call' THEN u.requests ELSE 0 END AS requests,
+			   @extschema@.total(u.tokens) AS total_tokens, c.spend,
+			   NULL::numeric AS outcomes, NULL::numeric AS outcome_value
+		FROM @extschema@.usage u
+		CROSS JOIN LATERAL (
+			SELECT CASE WHEN u.cost IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+						ELSE @extschema@.currency(u.cost) END AS currency,
+				   @extschema@.amount(u.cost) * coalesce(x.rate, 1) AS spend
+			FROM (SELECT @extschema@.fx_rate(@extschema@.currency(u.cost), @extschema@.report_currency(),
+											 u.occurred_at) AS rate) x
+		) c
+		WHERE u.run_id IS NOT NULL
+		UNION ALL
+		SELECT o.run_id, v.currency, 0, 0, NULL, o.quantity, v.value
+		FROM @extschema@.outcomes o
+		CROSS JOIN LATERAL (
+			SELECT CASE WHEN o.value IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+						ELSE @extschema@.currency(o.value) END AS currency,
+				   @extschema@.amount(o.value) * coalesce(x.rate, 1) AS value
+			FROM (SELECT @extschema@.fx_rate(@extschema@.currency(o.value), @extschema@.report_currency(),
+											 o.occurred_at) AS rate) x
+		) v
+		WHERE o.run_id IS NOT NULL
+	) e
+	GROUP BY e.run_id, e.currency
+) g ON g.run_id = r.run_id
+LEFT JOIN (
+	SELECT o.run_id, sum(o.quantity) > 0 AS produced_outcome
+	FROM @extschema@.outcomes o
+	WHERE o.run_id IS NOT NULL
+	GROUP BY o.run_id
+) p ON p.run_id = r.run_id;
+COMMENT ON VIEW @extschema@.run_economics IS
+	'what each workflow run (usage.run_id) cost and what it produced: one row per run and currency; outcomes are those recorded with the run''s run_id';
+COMMENT ON COLUMN @extschema@.run_economics.run_id IS 'the workflow run or trace the calls served';
+COMMENT ON COLUMN @extschema@.run_economics.initiative IS 'the initiative of the run''s earliest call that names one (NULL when none does)';
+COMMENT ON COLUMN @extschema@.run_economics.team IS 'the team of that same call (of the earliest call when none names an initiative)';
+COMMENT ON COLUMN @extschema@.run_economics.first_at IS 'when the run''s first call happened';
+COMMENT ON COLUMN @extschema@.run_economics.last_at IS 'when the run''s last call happened';
+COMMENT ON COLUMN @extschema@.run_economics.requests IS 'calls of the run on this row (the requests of call entries)';
+COMMENT ON COLUMN @extschema@.run_economics.total_tokens IS 'tokens of those calls (input + output + cache reads and writes)';
+COMMENT ON COLUMN @extschema@.run_economics.spend IS 'what the run cost in this row''s currency, adjustments and rerates included; unpriced calls add nothing';
+COMMENT ON COLUMN @extschema@.run_economics.outcomes IS 'the sum of the quantity of the outcomes recorded with this run_id whose value is reported in this row''s currency (outcomes without a value: on the report currency''s row)';
+COMMENT ON COLUMN @extschema@.run_economics.outcome_value IS 'what those outcomes are worth, each converted at its own occurred_at (0 when none has a value)';
+COMMENT ON COLUMN @extschema@.run_economics.produced_outcome IS 'whether the outcomes recorded for the run add up to more than 0 (the same on every row of the run)';
+COMMENT ON COLUMN @extschema@.run_economics.currency IS 'currency of spend and outcome_value: tokenledger.currency, or the amounts'' own when no exchange rate converts them';
+
+-- unattributed_spend: shadow AI, the spend no initiative owns, by who spent it
+CREATE VIEW @extschema@.unattributed_spend WITH (security_invoker = true) AS
+SELECT g.month, g.api_key, g.app, g.principal,
+	   coalesce(g.requests, 0)::bigint AS requests,
+	   coalesce(g.total_tokens, 0)::bigint AS total_tokens,
+	   round(coalesce(g.spend, 0), 9) AS spend,
+	   coalesce(g.spend, 0) / nullif(g.month_spend, 0) AS spend_share,
+	   g.currency
+FROM (
+	SELECT l.month, l.currency, l.unattributed,
+		   CASE WHEN l.unattributed THEN l.api_key END AS api_key,
+		   CASE WHEN l.unattributed THEN l.app END AS app,
+		   CASE WHEN l.unattributed THEN l.principal END AS principal,
+		   sum(l.requests) FILTER (WHERE l.entry = 'call') AS requests,
+		   sum(l.total_tokens) AS total_tokens, sum(l.spend) AS spend,
+		   sum(sum(l.spend)) OVER (PARTITION BY l.month, l.currency) AS month_spend
+	FROM (
+		SELECT pg_catalog.date_trunc('month', u.occurred_at)::date AS month, u.initiative IS NULL AS unattributed,
+			   u.api_key, u.app, u.principal, u.entry, u.requests,
+			   @extschema@.total(u.tokens) AS total_tokens, c.currency, c.spend
+		FROM @extschema@.usage u
+		CROSS JOIN LATERAL (
+			SELECT CASE WHEN u.cost IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+						ELSE @extschema@.currency(u.cost) END AS currency,
+				   @extschema@.amount(u.cost) * coalesce(x.rate, 1) AS spend
+			FROM (SELECT @extschema@.fx_rate(@extschema@.currency(u.cost), @extschema@.report_currency(),
+											 u.occurred_at) AS rate) x
+		) c
+	) l
+	GROUP BY l.month, l.currency, l.unattributed, CASE WHEN l.unattributed THEN l.api_key END,
+			 CASE WHEN l.unattributed THEN l.app END, CASE WHEN l.unattributed THEN l.principal END
+) g
+WHERE g.unattributed;
+COMMENT ON VIEW @extschema@.unattributed_spend IS
+	'shadow AI: spend with no initiative, per month, api_key, app, principal and currency, with its share of the month''s whole spend';
+COMMENT ON COLUMN @extschema@.unattributed_spend.month IS 'first day of the calendar month (session TimeZone)';
+COMMENT ON COLUMN @extschema@.unattributed_spend.api_key IS 'the API key (its id or name) the calls used';
+COMMENT ON COLUMN @extschema@.unattributed_spend.app IS 'the application that made the calls';
+COMMENT ON COLUMN @extschema@.unattributed_spend.principal IS 'the user or service account that made the calls';
+COMMENT ON COLUMN @extschema@.unattributed_spend.requests IS 'calls (the requests of call entries)';
+COMMENT ON COLUMN @extschema@.unattributed_spend.total_tokens IS 'tokens of those calls (input + output + cache reads and writes)';
+COMMENT ON COLUMN @extschema@.unattributed_spend.spend IS 'what they cost, adjustments and rerates included; unpriced calls add nothing';
+COMMENT ON COLUMN @extschema@.unattributed_spend.spend_share IS 'spend / the month''s whole spend in this currency, attributed or not (a fraction; NULL when that is 0)';
+COMMENT ON COLUMN @extschema@.unattributed_spend.currency IS 'currency of spend: tokenledger.currency, or the costs'' own when no exchange rate converts them';
+
+-- token_maxing: principals whose spend grows while their outcomes do not.
+-- A principal's month is the calls of one principal and team in it; its
+-- outcomes are those recorded with a run_id its calls served that month
+-- (outcomes are not money: every currency row of it shows them), and its
+-- ranks are among all principals of the month
+CREATE VIEW @extschema@.token_maxing WITH (security_invoker = true) AS
+WITH ledger AS (
+	SELECT pg_catalog.date_trunc('month', u.occurred_at)::date AS month, u.principal, u.team, u.run_id,
+		   u.entry, u.requests, @extschema@.total(u.tokens) AS total_tokens, c.currency, c.spend
+	FROM @extschema@.usage u
+	CROSS JOIN LATERAL (
+		SELECT CASE WHEN u.cost IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
+					ELSE @extschema@.currency(u.cost) END AS currency,
+			   @extschema@.amount(u.cost) * coalesce(x.rate, 1) AS spend
+		FROM (SELECT @extschema@.fx_rate(@extschema@.currency(u.cost), @extschema@.report_currency(),
+										 u.occurred_at) AS rate) x
+	) c
+), run_outcomes AS (
+	SELECT o.run_id, sum(o.quantity) AS outcomes
+	FROM @extschema@.outcomes o
+	WHERE o.run_id IS NOT NULL
+	GROUP BY o.run_id
+), sums AS (
+	SELECT l.month, l.principal, l.team, l.currency,
+		   coalesce(sum(l.requests) FILTER (WHERE l.entry = 'call'), 0) AS requests,
+		   coalesce(sum(l.total_tokens), 0) AS total_tokens,
+		   coalesce(sum(l.spend), 0) AS spend,
+		   coalesce(sum(l.spend) FILTER (WHERE coalesce(r.outcomes, 0) = 0), 0) AS spend_without_outcome
+	FROM ledger l
+	LEFT JOIN run_outcomes r ON r.run_id = l.run_id
+	GROUP BY l.month, l.principal, l.team, l.currency
+), principals AS (
+	SELECT t.month, t.principal, t.team, t.total_tokens, coalesce(s.outcomes, 0) AS outcomes,
+		   rank() OVER (PARTITION BY t.month ORDER BY t.total_tokens DESC) AS token_rank,
+		   rank() OVER (PARTITION BY t.month ORDER BY coalesce(s.outcomes, 0) DESC) AS outcome_rank
+	FROM (SELECT w.month, w.principal, w.team, sum(w.total_tokens) AS total_tokens
+		  FROM sums w GROUP BY w.month, w.principal, w.team) t
+	LEFT JOIN (
+		SELECT d.month, d.principal, d.team, sum(r.outcomes) AS outcomes
+		FROM (SELECT DISTINCT l.month, l.principal, l.team, l.run_id
+			  FROM ledger l WHERE l.entry = 'call' AND l.run_id IS NOT NULL) d
+		JOIN run_outcomes r ON r.run_id = d.run_id
+		GROUP BY d.month, d.principal, d.team
+	) s ON s.month = t.month AND s.principal IS NOT DISTINCT FROM t.principal
+	   AND s.team IS NOT DISTINCT FROM t.team
+)
+SELECT w.month, w.principal, w.team, w.requests::bigint AS requests,
+	   w.total_tokens::bigint AS total_tokens, round(w.spend, 9) AS spend, p.outcomes,
+	   round(w.spend_without_outcome, 9) AS spend_without_outcome,
+	   p.token_rank, p.outcome_rank,
+	   w.spend / nullif(pw.spend, 0) AS spend_growth,
+	   p.outcomes / nullif(pp.outcomes, 0) AS outcome_growth,
+	   coalesce(w.spend >= 1.5 * pw.spend AND p.outcomes <= coalesce(pp.outcomes, 0), false) AS flagged,
+	   w.currency
+FROM sums w
+JOIN principals p ON p.month = w.month AND p.principal IS NOT DISTINCT FROM w.principal
+	AND p.team IS NOT DISTINCT FROM w.team
+LEFT JOIN sums pw ON pw.month = (w.month - interval '1 month')::date
+	AND pw.principal IS NOT DISTINCT FROM w.principal AND pw.team IS NOT DISTINCT FROM w.team
+	AND pw.currency = w.currency
+LEFT JOIN principals pp ON pp.month = (w.month - interval '1 month')::date
+	AND pp.principal IS NOT DISTINCT FROM w.principal AND pp.team IS NOT DISTINCT FROM w.team;
+COMMENT ON VIEW @extschema@.token_maxing IS
+	'token maxing: per month, principal, team and currency, spend against the outcomes of the runs the principal''s calls served, ranked in the month and compared with the principal''s previous calendar month';
+COMMENT ON COLUMN @extschema@.token_maxing.month IS 'first day of the calendar month (session TimeZone)';
+COMMENT ON COLUMN @extschema@.token_maxing.principal IS 'the user or service account that made the calls (NULL: calls that name none)';
+COMMENT ON COLUMN @extschema@.token_maxing.team IS 'the team the calls are attributed to';
+COMMENT ON COLUMN @extschema@.token_maxing.requests IS 'calls (the requests of call entries)';
+COMMENT ON COLUMN @extschema@.token_maxing.total_tokens IS 'tokens of those calls (input + output + cache reads and writes)';
+COMMENT ON COLUMN @extschema@.token_maxing.spend IS 'what they cost, adjustments and rerates included; unpriced calls add nothing';
+COMMENT ON COLUMN @extschema@.token_maxing.outcomes IS 'the sum of the quantity of the outcomes whose run_id is a run the principal''s calls (of this team) served this month; the same on every currency row';
+COMMENT ON COLUMN @extschema@.token_maxing.spend_without_outcome IS 'the part of spend on calls with no run_id or whose run has no outcome (its outcomes add up to 0)';
+COMMENT ON COLUMN @extschema@.token_maxing.token_rank IS '1 = the most tokens this month (all currencies of the principal and team together; rank(), ties share)';
+COMMENT ON COLUMN @extschema@.token_maxing.outcome_rank IS '1 = the most outcomes this month (rank(); principals with none share the last rank)';
+COMMENT ON COLUMN @extschema@.token_maxing.spend_growth IS 'spend / the previous calendar month''s spend of the same principal, team and currency (2 = doubled); NULL without one or when it was 0';
+COMMENT ON COLUMN @extschema@.token_maxing.outcome_growth IS 'outcomes / the previous calendar month''s outcomes; NULL when the previous month had none';
+COMMENT ON COLUMN @extschema@.token_maxing.flagged IS 'spend at least 1.5 x the previous calendar month''s while outcomes did not grow (this month''s <= the previous month''s, none counting as 0); false without a previous month';
+COMMENT ON COLUMN @extschema@.token_maxing.currency IS 'currency of spend: tokenledger.currency, or the costs'' own when no exchange rate converts them';
+
+-- focus_export: the ledger as a FinOps FOCUS 1.2 cost and usage dataset.
+-- Amounts stay in their own currency (FOCUS keeps currencies apart), so
+-- the sum of "BilledCost" per "BillingCurrency" is the ledger's sum of cost
+-- per currency.
+-- Rows are UTC days; a day's rows of one kind are split further by the
+-- price row that priced them ("SkuPriceId") and by "ChargeClass"
+CREATE VIEW @extschema@.focus_export WITH (security_invoker = true) AS
+SELECT round(g.billed, 9) AS "BilledCost",
+	   round(g.billed, 9) AS "EffectiveCost",
+	   round(g.billed, 9) AS "ListCost",
+	   round(g.billed, 9) AS "ContractedCost",
+	   g.currency AS "BillingCurrency",
+	   a.account AS "BillingAccountId",
+	   a.account AS "BillingAccountName",
+	   pg_catalog.timezone('UTC', pg_catalog.date_trunc('month', g.day)) AS "BillingPeriodStart",
+	   pg_catalog.timezone('UTC', pg_catalog.date_trunc('month', g.day) + interval '1 month') AS "BillingPeriodEnd",
+	   pg_catalog.timezone('UTC', g.day) AS "ChargePeriodStart",
+	   pg_catalog.timezone('UTC', g.day + interval '1 day') AS "ChargePeriodEnd",
+	   g.category AS "ChargeCategory",
+	   g.class AS "ChargeClass",
+	   s.service || ': ' ||
+	   CASE WHEN g.class = 'Correction' THEN 'price corrections (rerate) of '
+			WHEN g.category = 'Credit' THEN 'credits on '
+			WHEN g.category = 'Adjustment' THEN 'adjustments to '
+			ELSE '' END ||
+	   g.model || ' calls, ' || g.service_tier || ' tier' AS "ChargeDescription",
+	   'Usage-Based'::text AS "ChargeFrequency",
+	   CASE WHEN g.category = 'Usage' THEN g.total_tokens END AS "ConsumedQuantity",
+	   CASE WHEN g.category = 'Usage' THEN 'Tokens' END AS "ConsumedUnit",
+	   CASE WHEN g.category = 'Usage' THEN g.total_tokens * 0.000001 END AS "PricingQuantity",
+	   CASE WHEN g.category = 'Usage' THEN '1M Tokens' END AS "PricingUnit",
+	   g.provider AS "ProviderName",
+	   g.provider AS "PublisherName",
+	   g.provider AS "InvoiceIssuerName",
+	   'AI and Machine Learning'::text AS "ServiceCategory",
+	   s.service AS "ServiceName",
+	   g.provider || '/' || g.model || '/' || g.service_tier AS "SkuId",
+	   g.price_id::text AS "SkuPriceId",
+	   g.team AS "SubAccountId",
+	   pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+		   'initiative', g.initiative, 'team', g.team, 'app', g.app, 'environment', g.environment)) AS "Tags",
+	   g.initiative AS "x_Initiative",
+	   g.requests::bigint AS "x_Requests",
+	   g.unpriced_requests::bigint AS "x_UnpricedRequests"
+FROM (
+	SELECT l.day, l.provider, l.model, l.service_tier, l.initiative, l.team, l.currency, l.category,
+		   l.class, l.price_id,
+		   coalesce(sum(l.amount), 0) AS billed,
+		   sum(l.total_tokens) AS total_tokens,
+		   coalesce(sum(l.requests) FILTER (WHERE l.entry = 'call'), 0) AS requests,
+		   coalesce(sum(l.requests) FILTER (WHERE l.entry = 'call' AND l.amount IS NULL), 0) AS unpriced_requests,
+		   -- a tag is given when every row of the charge carries the same value
+		   CASE WHEN count(l.app) = count(*) AND min(l.app) = max(l.app) THEN min(l.app) END AS app,
+		   CASE WHEN count(l.environment) = count(*) AND min(l.environment) = max(l.environment)
+				THEN min(l.environment) END AS environment
+	FROM (
+		SELECT pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', u.occurred_at)) AS day,
+			   u.provider, coalesce(@extschema@.resolve_model(u.provider, u.model), u.model) AS model,
+			   u.service_tier, u.initiative, u.team, u.app, u.environment, u.entry, u.requests,
+			   u.price_id, @extschema@.total(u.tokens) AS total_tokens,
+			   @extschema@.amount(u.cost) AS amount,
+			   coalesce(@extschema@.currency(u.cost), @extschema@.report_currency()) AS currency,
+			   CASE WHEN u.entry = 'call' THEN 'Usage'
+					WHEN u.entry = 'adjustment' AND @extschema@.amount(u.cost) < 0 THEN 'Credit'
+					ELSE 'Adjustment' END AS category,
+			   CASE WHEN u.entry = 'rerate' THEN 'Correction' END AS class
+		FROM @extschema@.usage u
+	) l
+	GROUP BY l.day, l.provider, l.model, l.service_tier, l.initiative, l.team, l.currency, l.category,
+			 l.class, l.price_id
+) g
+CROSS JOIN (SELECT coalesce(nullif(pg_catalog.current_setting('tokenledger.billing_account', true), ''),
+							pg_catalog.current_database()::text) AS account) a
+CROSS JOIN LATERAL (
+	SELECT CASE pg_catalog.lower(g.provider)
+			   WHEN 'openai' THEN 'OpenAI API'
+			   WHEN 'anthropic' THEN 'Anthropic API'
+			   WHEN 'google' THEN 'Gemini API'
+			   WHEN 'gemini' THEN 'Gemini API'
+			   WHEN 'vertex_ai' THEN 'Vertex AI'
+			   WHEN 'bedrock' THEN 'Amazon Bedrock'
+			   WHEN 'azure' THEN 'Azure OpenAI'
+			   WHEN 'mistral' THEN 'Mistral API'
+			   ELSE g.provider || ' API' END AS service
+) s;
+COMMENT ON VIEW @extschema@.focus_export IS
+	'the ledger as a FinOps FOCUS 1.2 cost and usage dataset: one row per UTC day, provider, model, service tier, initiative, team, currency and charge (category, class, price row); amounts in their own currency, the sum of BilledCost per currency is the ledger''s sum of cost';
+COMMENT ON COLUMN @extschema@.focus_export."BilledCost" IS 'FOCUS BilledCost: the sum of the cost of the ledger rows, in BillingCurrency (0 for unpriced calls)';
+COMMENT ON COLUMN @extschema@.focus_export."EffectiveCost" IS 'FOCUS EffectiveCost: = BilledCost (no commitments or amortization in the ledger)';
+COMMENT ON COLUMN @extschema@.focus_export."ListCost" IS 'FOCUS ListCost: = BilledCost (the ledger keeps what was charged)';
+COMMENT ON COLUMN @extschema@.focus_export."ContractedCost" IS 'FOCUS ContractedCost: = BilledCost (the ledger keeps what was charged)';
+COMMENT ON COLUMN @extschema@.focus_export."BillingCurrency" IS 'FOCUS BillingCurrency: the ISO 4217 currency of the costs, not converted (tokenledger.currency for unpriced calls)';
+COMMENT ON COLUMN @extschema@.focus_export."BillingAccountId" IS 'FOCUS BillingAccountId: the setting tokenledger.billing_account, or the database''s name when it is empty';
+COMMENT ON COLUMN @extschema@.focus_export."BillingAccountName" IS 'FOCUS BillingAccountName: as BillingAccountId';
+COMMENT ON COLUMN @extschema@.focus_export."BillingPeriodStart" IS 'FOCUS BillingPeriodStart: the UTC calendar month''s start (inclusive)';
+COMMENT ON COLUMN @extschema@.focus_export."BillingPeriodEnd" IS 'FOCUS BillingPeriodEnd: the next UTC month''s start (exclusive)';
+COMMENT ON COLUMN @extschema@.focus_export."ChargePeriodStart" IS 'FOCUS ChargePeriodStart: the UTC day''s start (inclusive)';
+COMMENT ON COLUMN @extschema@.focus_export."ChargePeriodEnd" IS 'FOCUS ChargePeriodEnd: the next UTC day''s start (exclusive)';
+COMMENT ON COLUMN @extschema@.focus_export."ChargeCategory" IS 'FOCUS ChargeCategory: Usage (calls), Adjustment (adjustments and rerates) or Credit (negative adjustments)';
+COMMENT ON COLUMN @extschema@.focus_export."ChargeClass" IS 'FOCUS ChargeClass: Correction for rerate entries (price corrections), else NULL';
+COMMENT ON COLUMN @extschema@.focus_export."ChargeDescription" IS 'FOCUS ChargeDescription: service, kind of charge, model and service tier';
+COMMENT ON COLUMN @extschema@.focus_export."ChargeFrequency" IS 'FOCUS ChargeFrequency: Usage-Based';
+COMMENT ON COLUMN @extschema@.focus_export."ConsumedQuantity" IS 'FOCUS ConsumedQuantity: total tokens (input + output + cache reads and writes) of Usage rows; NULL on other rows';
+COMMENT ON COLUMN @extschema@.focus_export."ConsumedUnit" IS 'FOCUS ConsumedUnit: Tokens (NULL where ConsumedQuantity is)';
+COMMENT ON COLUMN @extschema@.focus_export."PricingQuantity" IS 'FOCUS PricingQuantity: total tokens / 1,000,000 of Usage rows (prices are per 1M tokens); NULL on other rows';
+COMMENT ON COLUMN @extschema@.focus_export."PricingUnit" IS 'FOCUS PricingUnit: 1M Tokens (NULL where PricingQuantity is)';
+COMMENT ON COLUMN @extschema@.focus_export."ProviderName" IS 'FOCUS ProviderName: the model provider (usage.provider)';
+COMMENT ON COLUMN @extschema@.focus_export."PublisherName" IS 'FOCUS PublisherName: the model provider';
+COMMENT ON COLUMN @extschema@.focus_export."InvoiceIssuerName" IS 'FOCUS InvoiceIssuerName: the model provider';
+COMMENT ON COLUMN @extschema@.focus_export."ServiceCategory" IS 'FOCUS ServiceCategory: AI and Machine Learning';
+COMMENT ON COLUMN @extschema@.focus_export."ServiceName" IS 'FOCUS ServiceName: the provider''s API (OpenAI API, Anthropic API, Gemini API, ...; else the provider followed by API)';
+COMMENT ON COLUMN @extschema@.focus_export."SkuId" IS 'FOCUS SkuId: provider/model/service tier (the catalog model the call resolved to, else as recorded)';
+COMMENT ON COLUMN @extschema@.focus_export."SkuPriceId" IS 'FOCUS SkuPriceId: the id of the prices row that priced the calls (the new price of a rerate); NULL for given costs, unpriced calls and adjustments';
+COMMENT ON COLUMN @extschema@.focus_export."SubAccountId" IS 'FOCUS SubAccountId: the team';
+COMMENT ON COLUMN @extschema@.focus_export."Tags" IS 'FOCUS Tags: a JSON object of initiative, team, app and environment (app and environment when all the row''s calls share one; NULL values left out)';
+COMMENT ON COLUMN @extschema@.focus_export."x_Initiative" IS 'custom column: the initiative (NULL: unattributed spend)';
+COMMENT ON COLUMN @extschema@.focus_export."x_Requests" IS 'custom column: calls (the requests of call entries)';
+COMMENT ON COLUMN @extschema@.focus_export."x_UnpricedRequests" IS 'custom column: calls recorded without a price (they add 0 to BilledCost)';
+
+GRANT SELECT ON @extschema@.run_economics, @extschema@.unattributed_spend, @extschema@.token_maxing,
+	@extschema@.focus_export
+TO tokenledger_reader;
+
 -- ---------------------------------------------------------------------------
 -- @@section model_tiers and model_rightsizing, spend_anomalies, the
 -- forecast of budget_status
 -- ---------------------------------------------------------------------------
+
+-- model_tiers: which cheaper model could do a premium model's work.  Shipped
+-- rows are handled as the shipped prices and aliases are: pg_dump keeps only
+-- the users' rows, a shipped row an admin corrects becomes the user's, and
+-- shipped rows are not deleted (a restore would bring them back)
+CREATE TABLE @extschema@.model_tiers (
+	provider text NOT NULL,
+	model text NOT NULL,
+	cheaper_provider text,
+	cheaper_model text,
+	note text,
+	shipped boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (provider, model),
+	CONSTRAINT model_tiers_cheaper_check CHECK ((cheaper_provider IS NULL) = (cheaper_model IS NULL)),
+	CONSTRAINT model_tiers_other_check CHECK (cheaper_provider <> provider OR cheaper_model <> model)
+);
+COMMENT ON TABLE @extschema@.model_tiers IS
+	'the cheaper model that could do a premium model''s work (models as the price catalog names them); model_rightsizing prices calls at it';
+COMMENT ON COLUMN @extschema@.model_tiers.provider IS 'provider of the premium model';
+COMMENT ON COLUMN @extschema@.model_tiers.model IS 'the premium model, as the catalog names it (what resolve_model gives)';
+COMMENT ON COLUMN @extschema@.model_tiers.cheaper_provider IS 'provider of the cheaper model; NULL with cheaper_model: no cheaper model is suggested';
+COMMENT ON COLUMN @extschema@.model_tiers.cheaper_model IS 'the cheaper model, as the catalog names it; NULL: no cheaper model is suggested (how a shipped suggestion is switched off)';
+COMMENT ON COLUMN @extschema@.model_tiers.note IS 'why the cheaper model fits, or what to check before switching';
+COMMENT ON COLUMN @extschema@.model_tiers.shipped IS 'true for rows installed with the extension (not dumped by pg_dump)';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.model_tiers', 'WHERE NOT shipped');
+
+-- a restore (by the tables' owner) of a user's row over a shipped row of
+-- the same model replaces that row
+CREATE FUNCTION @extschema@.model_tier_restored() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+BEGIN
+	IF NOT pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+		RETURN NEW;
+	END IF;
+	UPDATE model_tiers t SET cheaper_provider = NEW.cheaper_provider, cheaper_model = NEW.cheaper_model,
+							 note = NEW.note, shipped = false
+	WHERE t.provider = NEW.provider AND t.model = NEW.model AND t.shipped;
+	IF FOUND THEN
+		RETURN NULL;
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE FUNCTION @extschema@.model_tier_kept() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+BEGIN
+	IF pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+		RETURN OLD;
+	END IF;
+	RAISE EXCEPTION 'the shipped model_tiers row % cannot be deleted',
+		row_to_json(OLD)::jsonb - 'shipped' - 'note'
+		USING ERRCODE = 'object_not_in_prerequisite_state',
+			  HINT = 'Update it instead (it becomes yours, and pg_dump keeps it); set cheaper_provider and cheaper_model to NULL to switch the suggestion off.';
+END $$;
+CREATE TRIGGER model_tiers_corrected BEFORE UPDATE ON @extschema@.model_tiers
+	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_corrected();
+CREATE TRIGGER model_tiers_shipped_kept BEFORE DELETE ON @extschema@.model_tiers
+	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.model_tier_kept();
+CREATE TRIGGER model_tiers_restored BEFORE INSERT ON @extschema@.model_tiers
+	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.model_tier_restored();
+REVOKE EXECUTE ON FUNCTION @extschema@.model_tier_restored(), @extschema@.model_tier_kept() FROM PUBLIC;
+
+-- the shipped tiers: each premium model of the shipped catalog and the
+-- current small model of its family (a row a user already has is kept)
+INSERT INTO @extschema@.model_tiers (provider, model, cheaper_provider, cheaper_model, note, shipped)
+SELECT provider, model, provider, cheaper_model, note, true
+FROM (VALUES
+	('openai', 'gpt-5-pro', 'gpt-5-mini', 'GPT-5 mini: the GPT-5 family''s small model'),
+	('openai', 'gpt-5.1', 'gpt-5-mini', 'GPT-5 mini: the GPT-5 family''s small model'),
+	('openai', 'gpt-5', 'gpt-5-mini', 'GPT-5 mini: the GPT-5 family''s small model'),
+	('openai', 'gpt-5.1-codex', 'gpt-5-mini', 'GPT-5 mini: a general model; check it on your coding tasks first'),
+	('openai', 'gpt-5-codex', 'gpt-5-mini', 'GPT-5 mini: a general model; check it on your coding tasks first'),
+	('openai', 'gpt-4.1', 'gpt-4.1-mini', 'GPT-4.1 mini: the same family, long context kept'),
+	('openai', 'gpt-4o', 'gpt-4o-mini', 'GPT-4o mini: the same family'),
+	('openai', 'gpt-4-turbo', 'gpt-4.1-mini', 'GPT-4.1 mini: its successor''s small model'),
+	('openai', 'o3-pro', 'o3', 'o3: the same model without the extra compute'),
+	('openai', 'o1', 'o3', 'o3: its successor, a fraction of the price'),
+	('openai', 'o3', 'o4-mini', 'o4-mini: the small reasoning model'),
+	('anthropic', 'claude-opus-4-5', 'claude-haiku-4-5', 'Claude Haiku 4.5: the current small Claude'),
+	('anthropic', 'claude-opus-4-1', 'claude-haiku-4-5', 'Claude Haiku 4.5: the current small Claude'),
+	('anthropic', 'claude-opus-4', 'claude-haiku-4-5', 'Claude Haiku 4.5: the current small Claude'),
+	('anthropic', 'claude-sonnet-4-5', 'claude-haiku-4-5', 'Claude Haiku 4.5: the current small Claude'),
+	('anthropic', 'claude-sonnet-4', 'claude-haiku-4-5', 'Claude Haiku 4.5: the current small Claude'),
+	('anthropic', 'claude-3-7-sonnet', 'claude-haiku-4-5', 'Claude Haiku 4.5: the current small Claude'),
+	('anthropic', 'claude-3-5-sonnet', 'claude-haiku-4-5', 'Claude Haiku 4.5: the current small Claude'),
+	('google', 'gemini-3-pro-preview', 'gemini-2.5-flash', 'Gemini 2.5 Flash: the current Flash model'),
+	('google', 'gemini-2.5-pro', 'gemini-2.5-flash', 'Gemini 2.5 Flash: the same generation''s Flash'),
+	('google', 'gemini-1.5-pro', 'gemini-2.5-flash', 'Gemini 2.5 Flash: the current Flash model')
+) AS v(provider, model, cheaper_model, note)
+ON CONFLICT DO NOTHING;
+
+-- ---------------------------------------------------------------------------
+-- model_rightsizing: what the calls of premium models would have cost on
+-- the cheaper model model_tiers names
+-- ---------------------------------------------------------------------------
+
+-- Each priced call of a model that model_tiers maps to a cheaper one, with
+-- the adjustments and rerates of that call (spend includes them), is priced
+-- again: its tokens at the cheaper model's price in effect at the call's
+-- time, in the call's service tier where the cheaper model has a price in
+-- it, else in standard.  A call the cheaper model has no price for (at its
+-- time, in either tier), or whose cheaper price no exchange rate converts to
+-- the row's currency, counts at what it cost: it adds to spend and to
+-- spend_on_cheaper alike, so saving = spend - spend_on_cheaper never claims
+-- a saving nobody can price.
+CREATE VIEW @extschema@.model_rightsizing WITH (security_invoker = true) AS
+SELECT r.month, r.initiative, r.provider, r.model, r.cheaper_provider, r.cheaper_model,
+	   sum(r.requests)::bigint AS requests,
+	   round(sum(r.spend), 9) AS spend,
+	   round(sum(r.on_cheaper), 9) AS spend_on_cheaper,
+	   round(sum(r.spend) - sum(r.on_cheaper), 9) AS saving,
+	   coalesce(sum(r.requests) FILTER (WHERE r.short), 0)::bigint AS short_requests,
+	   round(coalesce(sum(r.spend) FILTER (WHERE r.short), 0)
+			 - coalesce(sum(r.on_cheaper) FILTER (WHERE r.short), 0), 9) AS saving_on_short,
+	   r.currency
+FROM (
+	SELECT pg_catalog.date_trunc('month', u.occurred_at)::date AS month, u.initiative, u.provider,
+		   m.model, t.cheaper_provider, t.cheaper_model,
+		   CASE WHEN u.entry = 'call' THEN u.requests ELSE 0 END AS requests,
+		   x.currency,
+		   x.spend,
+		   CASE WHEN ch.amount IS NULL THEN x.spend
+				WHEN u.entry = 'call' THEN ch.amount
+				ELSE 0 END AS on_cheaper,
+		   -- per request, in numeric: no token count overflows it
+		   @extschema@.input(c.tokens)::numeric + @extschema@.cache_read(c.tokens)
+			   + @extschema@.cache_write(c.tokens) + @extschema@.cache_write_1h(c.tokens) < 1000::numeric * c.requests
+		   AND @extschema@.output(c.tokens) < 300::numeric * c.requests AS short
+	FROM @extschema@.usage u
+	-- the call itself, or the call an adjustment or rerate corrects
+	CROSS JOIN LATERAL (
+		SELECT u.tokens, u.requests, u.service_tier, u.cost WHERE u.entry = 'call'
+		UNION ALL
+		SELECT o.tokens, o.requests, o.service_tier, o.cost FROM @extschema@.usage o
+		WHERE u.entry <> 'call' AND o.id = u.adjusts AND o.entry = 'call'
+	) c
+	CROSS JOIN LATERAL (SELECT coalesce(@extschema@.resolve_model(u.provider, u.model), u.model) AS model) m
+	JOIN @extschema@.model_tiers t ON t.provider = u.provider AND t.model = m.model
+	CROSS JOIN LATERAL (
+		SELECT f.currency, @extschema@.amount(u.cost) * coalesce(f.fx, 1) AS spend
+		FROM (SELECT fx.fx, CASE WHEN fx.fx IS NULL THEN @extschema@.currency(u.cost)
+								 ELSE @extschema@.report_currency() END AS currency
+			  FROM (SELECT @extschema@.fx_rate(@extschema@.currency(u.cost), @extschema@.report_currency(),
+											   u.occurred_at) AS fx) fx) f
+	) x
+	-- the call's tokens at the cheaper model's price, in the row's currency
+	LEFT JOIN LATERAL (
+		SELECT @extschema@.amount(q.cost)
+			   * @extschema@.fx_rate(@extschema@.currency(q.cost), x.currency, u.occurred_at) AS amount
+		FROM (SELECT c.tokens OPERATOR(@extschema@.*) p.rate AS cost
+			  FROM @extschema@.prices p
+			  WHERE p.id = coalesce(@extschema@.price_of(c.tokens, t.cheaper_provider, t.cheaper_model,
+														 c.service_tier, u.occurred_at, c.requests),
+									@extschema@.price_of(c.tokens, t.cheaper_provider, t.cheaper_model,
+														 'standard', u.occurred_at, c.requests))) q
+	) ch ON true
+	WHERE u.cost IS NOT NULL AND c.cost IS NOT NULL AND t.cheaper_model IS NOT NULL
+) r
+GROUP BY r.month, r.initiative, r.provider, r.model, r.cheaper_provider, r.cheaper_model, r.currency;
+COMMENT ON VIEW @extschema@.model_rightsizing IS
+	'per month, initiative and premium model: what its priced calls cost and what the same tokens would have cost on the cheaper model model_tiers names';
+COMMENT ON COLUMN @extschema@.model_rightsizing.month IS 'first day of the calendar month (session TimeZone)';
+COMMENT ON COLUMN @extschema@.model_rightsizing.initiative IS 'the calls'' initiative; NULL for calls with none';
+COMMENT ON COLUMN @extschema@.model_rightsizing.provider IS 'provider of the model';
+COMMENT ON COLUMN @extschema@.model_rightsizing.model IS 'the catalog model the calls resolved to';
+COMMENT ON COLUMN @extschema@.model_rightsizing.cheaper_provider IS 'provider of the cheaper model (model_tiers)';
+COMMENT ON COLUMN @extschema@.model_rightsizing.cheaper_model IS 'the cheaper model (model_tiers)';
+COMMENT ON COLUMN @extschema@.model_rightsizing.requests IS 'calls (sum of requests of call entries)';
+COMMENT ON COLUMN @extschema@.model_rightsizing.spend IS 'what the calls cost, their adjustments and rerates included';
+COMMENT ON COLUMN @extschema@.model_rightsizing.spend_on_cheaper IS 'the same tokens at the cheaper model''s catalog price in effect at each call''s time (the call''s service tier if the cheaper model has it, else standard); a call it has no price for counts at what it cost';
+COMMENT ON COLUMN @extschema@.model_rightsizing.saving IS 'spend - spend_on_cheaper';
+COMMENT ON COLUMN @extschema@.model_rightsizing.short_requests IS 'calls with a prompt (input + cache reads and writes) under 1,000 tokens and an output under 300, per request';
+COMMENT ON COLUMN @extschema@.model_rightsizing.saving_on_short IS 'the part of saving on the short calls';
+COMMENT ON COLUMN @extschema@.model_rightsizing.currency IS 'ISO 4217 code of the money columns: tokenledger.currency, or the calls'' own currency where no exchange rate converts it';
+
+-- ---------------------------------------------------------------------------
+-- spend_anomalies: days whose spend is far above the usual, and runs that
+-- repeat one prompt
+-- ---------------------------------------------------------------------------
+
+-- Spikes: per initiative and per api_key (NULL included: spend with none),
+-- each day's spend against the days before it.  The median and the median
+-- absolute deviation are computed exactly in numeric (percentile_cont's
+-- definition: the mean of the two middle values of an even count), and the
+-- threshold is compared as spend - baseline >= threshold x 1.4826 x mad,
+-- with no division.
+CREATE VIEW @extschema@.spend_anomalies WITH (security_invoker = true) AS
+WITH settings AS (
+	SELECT @extschema@.report_currency() AS report_currency,
+		   coalesce(current_setting('tokenledger.anomaly_threshold', true), '5')::numeric AS anomaly_threshold,
+		   coalesce(current_setting('tokenledger.loop_threshold', true), '200')::bigint AS loop_threshold
+),
+-- the ledger's rows with their exchange rate to the report currency (NULL
+-- when none applies, or for unpriced calls)
+ledger AS NOT MATERIALIZED (
+	SELECT u.initiative, u.api_key, u.run_id, u.prompt_hash, u.occurred_at, u.entry, u.requests,
+		   @extschema@.currency(u.cost) AS cost_currency, @extschema@.amount(u.cost) AS amount,
+		   @extschema@.fx_rate(@extschema@.currency(u.cost), s.report_currency, u.occurred_at) AS fx,
+		   s.report_currency
+	FROM @extschema@.usage u, settings s
+),
+-- per initiative, api_key, day, currency and rate: each row's amount x its
+-- rate, summed exactly as the sum of the amounts x the rate
+parts AS (
+	SELECT l.initiative, l.api_key, l.occurred_at::date AS day,
+		   CASE WHEN l.cost_currency IS NOT NULL AND l.fx IS NULL THEN l.cost_currency
+				ELSE l.report_currency END AS currency,
+		   sum(l.amount) * coalesce(l.fx, 1) AS spend,
+		   coalesce(sum(l.requests) FILTER (WHERE l.entry = 'call'), 0) AS requests
+	FROM ledger l
+	GROUP BY l.initiative, l.api_key, l.occurred_at::date, l.cost_currency, l.fx, l.report_currency
+),
+daily AS (
+	SELECT CASE WHEN GROUPING(p.initiative) = 0 THEN 'initiative' ELSE 'api_key' END AS scope,
+		   CASE WHEN GROUPING(p.initiative) = 0 THEN p.initiative ELSE p.api_key END AS scope_value,
+		   p.currency, p.day, sum(p.spend) AS spend, sum(p.requests) AS requests
+	FROM parts p
+	GROUP BY GROUPING SETS ((p.initiative, p.currency, p.day), (p.api_key, p.currency, p.day))
+),
+history AS (
+	-- the spend of the days with spend among the 28 before, and the scope's
+	-- first day with spend
+	SELECT d.*,
+		   min(d.day) FILTER (WHERE d.spend IS NOT NULL) OVER s AS first_day,
+		   array_agg(d.spend) FILTER (WHERE d.spend IS NOT NULL)
+			   OVER (s ORDER BY d.day RANGE BETWEEN interval '28 days' PRECEDING AND interval '1 day' PRECEDING) AS spends
+	FROM daily d
+	WINDOW s AS (PARTITION BY d.scope, d.scope_value, d.currency)
+),
+baselines AS (
+	SELECT h.scope, h.scope_value, h.currency, h.day, h.spend, h.requests, b.baseline,
+		   (a.devs[(n.days + 1) / 2] + a.devs[n.days / 2 + 1]) / 2 AS mad
+	FROM history h
+	-- days of history: since the first spend, 28 at most, days without spend as 0
+	CROSS JOIN LATERAL (SELECT h.day - greatest(h.first_day, h.day - 28) AS days) n
+	CROSS JOIN LATERAL (
+		SELECT array_agg(v ORDER BY v) AS vals
+		FROM unnest(coalesce(h.spends, '{}')
+					|| array_fill(0::numeric, ARRAY[n.days - coalesce(cardinality(h.spends), 0)])) v
+	) o
+	CROSS JOIN LATERAL (SELECT (o.vals[(n.days + 1) / 2] + o.vals[n.days / 2 + 1]) / 2 AS baseline) b
+	CROSS JOIN LATERAL (
+		SELECT array_agg(abs(v - b.baseline) ORDER BY abs(v - b.baseline)) AS devs FROM unnest(o.vals) v
+	) a
+	WHERE h.spend IS NOT NULL AND n.days >= 7 AND h.spend > b.baseline
+),
+-- loops: the runs, prompts and clock hours with enough calls, then their
+-- spend by currency
+repeats AS (
+	SELECT u.run_id, u.prompt_hash, date_trunc('hour', u.occurred_at) AS hour
+	FROM @extschema@.usage u
+	WHERE u.run_id IS NOT NULL AND u.prompt_hash IS NOT NULL
+	GROUP BY u.run_id, u.prompt_hash, date_trunc('hour', u.occurred_at)
+	HAVING coalesce(sum(u.requests) FILTER (WHERE u.entry = 'call'), 0) >= (SELECT s.loop_threshold FROM settings s)
+),
+loops AS (
+	SELECT r.run_id, r.prompt_hash, r.hour,
+		   CASE WHEN l.cost_currency IS NOT NULL AND l.fx IS NULL THEN l.cost_currency
+				ELSE l.report_currency END AS currency,
+		   coalesce(sum(l.requests) FILTER (WHERE l.entry = 'call'), 0) AS requests,
+		   sum(l.amount * coalesce(l.fx, 1)) AS spend
+	FROM repeats r
+	JOIN ledger l ON l.run_id = r.run_id AND l.prompt_hash = r.prompt_hash
+				 AND date_trunc('hour', l.occurred_at) = r.hour
+	GROUP BY r.run_id, r.prompt_hash, r.hour, 4
+)
+SELECT 'spike'::text AS kind, b.scope, b.scope_value, b.day::timestamptz AS period_start,
+	   (b.day + 1)::timestamptz AS period_end, b.requests::bigint AS requests,
+	   round(b.spend, 9) AS spend, round(b.baseline, 9) AS baseline, round(b.mad, 9) AS mad,
+	   CASE WHEN b.mad <> 0 THEN round((b.spend - b.baseline) / (1.4826 * b.mad), 4) END AS score,
+	   NULL::text AS prompt_hash, b.currency
+FROM baselines b, settings s
+WHERE CASE WHEN b.mad <> 0 THEN b.spend - b.baseline >= s.anomaly_threshold * 1.4826 * b.mad
+		   ELSE b.spend > 2 * b.baseline AND b.spend > b.baseline + 1 END
+UNION ALL
+SELECT 'loop', 'run', l.run_id, l.hour, l.hour + interval '1 hour', l.requests::bigint,
+	   round(coalesce(l.spend, 0), 9), NULL, NULL, NULL, l.prompt_hash, l.currency
+FROM loops l;
+COMMENT ON VIEW @extschema@.spend_anomalies IS
+	'spend to look at: days whose spend for an initiative or api_key is far above its usual (spikes), and runs that repeat one prompt within a clock hour (loops)';
+COMMENT ON COLUMN @extschema@.spend_anomalies.kind IS 'spike or loop';
+COMMENT ON COLUMN @extschema@.spend_anomalies.scope IS 'initiative or api_key for spikes; run for loops';
+COMMENT ON COLUMN @extschema@.spend_anomalies.scope_value IS 'the initiative, api_key or run_id (NULL: spend with no initiative or api_key)';
+COMMENT ON COLUMN @extschema@.spend_anomalies.period_start IS 'start of the day (spikes, session TimeZone) or of the clock hour (loops)';
+COMMENT ON COLUMN @extschema@.spend_anomalies.period_end IS 'end (exclusive) of the day or clock hour';
+COMMENT ON COLUMN @extschema@.spend_anomalies.requests IS 'calls in the period (sum of requests of call entries)';
+COMMENT ON COLUMN @extschema@.spend_anomalies.spend IS 'spend in the period';
+COMMENT ON COLUMN @extschema@.spend_anomalies.baseline IS 'spikes: the median daily spend of the 28 days before (days without spend as 0, none before the first spend, 7 at least); NULL for loops';
+COMMENT ON COLUMN @extschema@.spend_anomalies.mad IS 'spikes: the median absolute deviation of those days from the baseline; NULL for loops';
+COMMENT ON COLUMN @extschema@.spend_anomalies.score IS '(spend - baseline) / (1.4826 x mad), rounded to 4 decimals (the threshold tokenledger.anomaly_threshold compares the exact value); NULL when mad is 0 and for loops';
+COMMENT ON COLUMN @extschema@.spend_anomalies.prompt_hash IS 'loops: the prompt_hash repeated (tokenledger.loop_threshold times at least); NULL for spikes';
+COMMENT ON COLUMN @extschema@.spend_anomalies.currency IS 'ISO 4217 code of the money columns: tokenledger.currency, or the spend''s own currency where no exchange rate converts it';
+
+-- ---------------------------------------------------------------------------
+-- budget_status: the forecast
+-- ---------------------------------------------------------------------------
+
+-- The rate is the spend of the last 7 days, or of the period so far when
+-- shorter, over that time.  The period so far spent what spent says; the
+-- last 7 days of a longer period are read from the ledger (as the caller
+-- sees it): the rows of the budget's scope (the accounting's own
+-- definition, budget_applies), converted to its currency at each row's
+-- time; spend no rate converts is left out, as it is of spent (see
+-- unconverted).  A 'total' period has no end: no projected_spend, and
+-- projected_exhaustion whenever the rate reaches the amount.
+CREATE OR REPLACE VIEW @extschema@.budget_status WITH (security_invoker = true) AS
+SELECT b.id AS budget_id, b.name, b.scope, b.scope_value, b.period, b.time_zone, b.mode, b.active,
+	   c.ps AS period_start, c.pe AS period_end,
+	   @extschema@.amount(c.spent) AS spent,
+	   @extschema@.amount(c.reserved) AS reserved,
+	   @extschema@.amount(b.amount) AS amount,
+	   @extschema@.amount(b.amount) - @extschema@.amount(c.spent) - @extschema@.amount(c.reserved) AS remaining,
+	   @extschema@.currency(b.amount) AS currency,
+	   round(@extschema@.amount(c.spent) / @extschema@.amount(b.amount), 4) AS used_share,
+	   CASE WHEN NOT b.active THEN 'inactive'
+			WHEN c.spent OPERATOR(@extschema@.>=) b.amount THEN 'exceeded'
+			WHEN @extschema@.amount(c.spent) >= @extschema@.amount(b.amount) * (SELECT min(t) FROM unnest(b.warn_at) t) THEN 'warning'
+			ELSE 'ok' END AS status,
+	   c.unconverted,
+	   CASE WHEN b.active AND f.elapsed > 0 AND f.remaining_secs IS NOT NULL
+			THEN round(@extschema@.amount(c.spent) + r.spend * f.remaining_secs / f.elapsed, 9) END AS projected_spend,
+	   CASE WHEN NOT b.active THEN NULL
+			WHEN @extschema@.amount(c.spent) >= @extschema@.amount(b.amount) THEN now()
+			WHEN f.elapsed > 0 AND r.spend > 0 THEN (
+				SELECT now() + make_interval(secs => e.secs::float8)
+				FROM (SELECT (@extschema@.amount(b.amount) - @extschema@.amount(c.spent)) * f.elapsed / r.spend AS secs) e
+				-- before the period ends (or the last time a timestamptz holds)
+				WHERE e.secs < coalesce(f.remaining_secs,
+										extract(epoch FROM timestamptz '294276-12-31 00:00:00+00' - now())))
+			END AS projected_exhaustion
+FROM @extschema@.budgets b
+CROSS JOIN LATERAL (
+	SELECT p.ps, p.pe, pos.spent, pos.reserved, pos.unconverted
+	FROM (SELECT @extschema@.period_start(b.period, now(), b.time_zone) AS ps,
+				 @extschema@.period_end(b.period, now(), b.time_zone) AS pe) p
+	CROSS JOIN LATERAL @extschema@.budget_position(b.id, p.ps, @extschema@.currency(b.amount)) pos
+) c
+-- the time since the rate's window began, and the time left in the period
+CROSS JOIN LATERAL (
+	SELECT w.since, extract(epoch FROM now() - w.since) AS elapsed,
+		   CASE WHEN isfinite(c.pe) THEN extract(epoch FROM c.pe - now()) END AS remaining_secs
+	FROM (SELECT greatest(c.ps, now() - interval '7 days') AS since) w
+) f
+-- the spend in that window: spent when the window is the whole period so
+-- far (days, weeks, a month's first week), else read from the ledger, once
+-- per active budget (OFFSET 0: not once per use)
+CROSS JOIN LATERAL (
+	SELECT CASE WHEN NOT b.active THEN 0
+				WHEN f.since = c.ps THEN @extschema@.amount(c.spent)
+				ELSE (SELECT coalesce(sum(@extschema@.amount(u.cost)
+										  * @extschema@.fx_rate(@extschema@.currency(u.cost),
+																@extschema@.currency(b.amount), u.occurred_at)), 0)
+					  FROM @extschema@.usage u
+					  WHERE u.cost IS NOT NULL AND u.occurred_at >= f.since AND u.occurred_at <= now()
+						AND @extschema@.budget_applies(b, u.team, u.initiative, u.principal, u.api_key, u.app))
+				END AS spend
+	OFFSET 0
+) r
+WHERE @extschema@.budget_visible(b.id);
+COMMENT ON VIEW @extschema@.budget_status IS
+	'every budget''s current period: spent, reserved, amount, remaining and status, and the forecast at the rate of the last 7 days';
+COMMENT ON COLUMN @extschema@.budget_status.budget_id IS 'the budget''s id';
+COMMENT ON COLUMN @extschema@.budget_status.name IS 'the budget''s name';
+COMMENT ON COLUMN @extschema@.budget_status.scope IS 'global, team, initiative, principal, api_key or app';
+COMMENT ON COLUMN @extschema@.budget_status.scope_value IS 'the team, initiative, principal, api_key or app the budget is for; NULL for global';
+COMMENT ON COLUMN @extschema@.budget_status.period IS 'day, week, month, quarter, year or total';
+COMMENT ON COLUMN @extschema@.budget_status.time_zone IS 'the time zone of the budget''s calendar periods';
+COMMENT ON COLUMN @extschema@.budget_status.mode IS 'alert, or block (reservations beyond the amount are refused)';
+COMMENT ON COLUMN @extschema@.budget_status.active IS 'whether the budget counts spend';
+COMMENT ON COLUMN @extschema@.budget_status.period_start IS 'start of the current period (-infinity for total)';
+COMMENT ON COLUMN @extschema@.budget_status.period_end IS 'end (exclusive) of the current period (infinity for total)';
+COMMENT ON COLUMN @extschema@.budget_status.projected_spend IS 'spent + the period''s remaining time x the average spend rate of the last 7 days (of the period so far when shorter); NULL for total periods (no end) and inactive budgets';
+COMMENT ON COLUMN @extschema@.budget_status.projected_exhaustion IS 'when spent reaches the amount at that rate; now() when it already has; NULL when it does not before the period ends, with no spend in the last 7 days, or for inactive budgets';
+
+-- readers read the tiers and the views (and price calls as the view does);
+-- admins keep the tiers
+GRANT SELECT ON @extschema@.model_tiers, @extschema@.model_rightsizing, @extschema@.spend_anomalies
+TO tokenledger_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.price_of(@extschema@.tokens, text, text, text, timestamptz, bigint)
+TO tokenledger_reader;
+GRANT INSERT, UPDATE, DELETE ON @extschema@.model_tiers TO tokenledger_admin;

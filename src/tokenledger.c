@@ -20,6 +20,18 @@ void _PG_init(void);
 /* The currency of bare amounts and of the views' money columns. */
 char *tokenledger_currency = NULL;
 
+/* The billing account focus_export names; empty is the database's name. */
+static char *tokenledger_billing_account = NULL;
+
+/*
+ * spend_anomalies: the score from which a day is a spike, and the repeats of
+ * one prompt within one run and clock hour from which they are a loop.  The
+ * view reads them as text (the threshold compared as numeric, never money as
+ * a float).
+ */
+static double tokenledger_anomaly_threshold = 5.0;
+static int    tokenledger_loop_threshold = 200;
+
 /*
  * ISO 4217 alphabetic codes (current list, funds and precious metals
  * included), sorted for bsearch.
@@ -107,6 +119,19 @@ _PG_init(void)
 	DefineCustomStringVariable("tokenledger.currency", "Currency of bare amounts and of reports.",
 							   "An ISO 4217 code such as USD or EUR.", &tokenledger_currency, "USD",
 							   PGC_USERSET, 0, check_currency, NULL, NULL);
+	DefineCustomStringVariable("tokenledger.billing_account", "Billing account of focus_export.",
+							   "Empty means the database's name.", &tokenledger_billing_account, "",
+							   PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("tokenledger.anomaly_threshold",
+							 "Score from which spend_anomalies reports a day as a spike.",
+							 "The score is (spend - baseline) / (1.4826 x mad).",
+							 &tokenledger_anomaly_threshold, 5.0, 0.0, 1e6, PGC_USERSET, 0, NULL,
+							 NULL, NULL);
+	DefineCustomIntVariable("tokenledger.loop_threshold",
+							"Calls of one run repeating one prompt_hash within a clock hour from "
+							"which spend_anomalies reports a loop.",
+							NULL, &tokenledger_loop_threshold, 200, 1, INT_MAX, PGC_USERSET, 0,
+							NULL, NULL, NULL);
 	catalog_init();
 	budget_init();
 	rollup_init();
