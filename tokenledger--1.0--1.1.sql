@@ -792,7 +792,7 @@ COMMENT ON FUNCTION @extschema@.whole_hour_zone() IS
 -- the currency the views report in
 CREATE FUNCTION @extschema@.report_currency() RETURNS text
 	LANGUAGE sql STABLE PARALLEL SAFE
-	AS $$ SELECT pg_catalog.upper(pg_catalog.current_setting('tokenledger.currency')) $$;
+	AS $$ SELECT pg_catalog.upper(coalesce(pg_catalog.current_setting('tokenledger.currency', true), 'USD')) $$;
 COMMENT ON FUNCTION @extschema@.report_currency() IS
 	'the currency the views report money in: the setting tokenledger.currency';
 
@@ -950,60 +950,13 @@ CREATE TRIGGER outcome_rollup_flush AFTER INSERT ON @extschema@.outcomes
 	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.rollup_outcome_flush();
 REVOKE EXECUTE ON FUNCTION @extschema@.rollup_outcome(), @extschema@.rollup_outcome_flush() FROM PUBLIC;
 
--- Count hours of the rollups again from the ledger: the hours whose start
--- is in "hours" (all of them when NULL), of the currencies in "currencies"
--- (all when NULL).  It waits for the transactions that are recording (5
--- seconds at most, then 55P03) and holds new ones off until it commits.
+-- Count hours of the rollups again from the ledger: the UTC hours that the
+-- times in "hours" fall in (all of them when NULL), of the currencies in
+-- "currencies" (all when NULL).  It waits for the transactions that are
+-- recording (5 seconds at most, then 55P03), holds new ones off until it
+-- ends, and reads the ledger as committed then (see src/rollup.c).
 CREATE FUNCTION @extschema@.rollup_recount(hours timestamptz[] DEFAULT NULL, currencies text[] DEFAULT NULL)
-	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
-DECLARE
-	saved text := current_setting('lock_timeout');
-	n bigint;
-	m bigint;
-BEGIN
-	IF saved = '0' OR saved::interval > interval '5 seconds' THEN
-		PERFORM set_config('lock_timeout', '5s', true);
-	END IF;
-	LOCK TABLE usage, outcomes IN SHARE ROW EXCLUSIVE MODE;
-	PERFORM set_config('lock_timeout', saved, true);
-
-	DELETE FROM usage_rollup r
-	WHERE (hours IS NULL OR date_trunc('hour', r.stretch AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' = ANY (hours))
-	  AND (currencies IS NULL OR r.currency = ANY (currencies));
-	INSERT INTO usage_rollup
-	SELECT fx_stretch(currency(u.cost), u.occurred_at), -1, u.provider,
-		   CASE WHEN u.cost IS NULL THEN u.model ELSE coalesce(resolve_model(u.provider, u.model), u.model) END,
-		   u.service_tier, currency(u.cost), u.team, u.initiative, u.environment,
-		   count(*),
-		   coalesce(sum(u.requests) FILTER (WHERE u.entry = 'call'), 0),
-		   coalesce(sum(u.requests) FILTER (WHERE u.entry = 'call' AND u.cost IS NULL), 0),
-		   sum(input(u.tokens)), sum(output(u.tokens)), sum(cache_read(u.tokens)),
-		   sum(cache_write(u.tokens)), sum(cache_write_1h(u.tokens)), sum(reasoning(u.tokens)),
-		   coalesce(sum(amount(u.cost)), 0)
-	FROM (SELECT x.* FROM usage x WHERE hours IS NULL
-		  UNION ALL
-		  SELECT x.* FROM (SELECT DISTINCT unnest(hours) AS h) hh
-		  JOIN usage x ON x.occurred_at >= hh.h AND x.occurred_at < hh.h + interval '1 hour') u
-	WHERE currencies IS NULL OR currency(u.cost) = ANY (currencies)
-	GROUP BY 1, 3, 4, 5, 6, 7, 8, 9;
-	GET DIAGNOSTICS n = ROW_COUNT;
-
-	DELETE FROM outcome_rollup r
-	WHERE (hours IS NULL OR date_trunc('hour', r.stretch AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' = ANY (hours))
-	  AND (currencies IS NULL OR r.currency = ANY (currencies));
-	INSERT INTO outcome_rollup
-	SELECT fx_stretch(currency(o.value), o.occurred_at), -1, o.initiative, currency(o.value),
-		   count(*), sum(o.quantity), coalesce(sum(amount(o.value)), 0)
-	FROM (SELECT x.* FROM outcomes x WHERE hours IS NULL
-		  UNION ALL
-		  SELECT x.* FROM (SELECT DISTINCT unnest(hours) AS h) hh
-		  JOIN outcomes x ON x.occurred_at >= hh.h AND x.occurred_at < hh.h + interval '1 hour') o
-	WHERE currencies IS NULL OR currency(o.value) = ANY (currencies)
-	GROUP BY 1, 3, 4;
-	GET DIAGNOSTICS m = ROW_COUNT;
-	RETURN n + m;
-END $$;
+	RETURNS bigint AS 'MODULE_PATHNAME', 'rollup_recount' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION @extschema@.rollup_recount(timestamptz[], text[]) IS
 	'counts the rollups of the given UTC hours and currencies (all when NULL) again from the ledger; run when exchange rates change, and after restoring a ledger dumped at version 1.0';
 REVOKE EXECUTE ON FUNCTION @extschema@.rollup_recount(timestamptz[], text[]) FROM PUBLIC;

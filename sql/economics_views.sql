@@ -122,6 +122,17 @@ SELECT DISTINCT slot FROM usage_rollup;
 DELETE FROM fx_rates WHERE effective_from = '2026-10-05 10:30+00';
 SELECT day, initiative, model, spend FROM spend_daily WHERE model = 'm2';
 
+-- rollup_recount counts the hours that the times given fall in: 10:30
+-- is the hour from 10:00, counted once (2 calls of m2 that day, 20.90)
+SELECT rollup_recount(ARRAY[timestamptz '2026-10-05 10:30+00']) > 0 AS recounted;
+SELECT day, model, requests, spend FROM spend_daily WHERE model = 'm2';
+-- a call at either end of time is its own stretch and day (the one at
+-- -infinity predates every price: unpriced, no spend)
+INSERT INTO usage (occurred_at, provider, model, tokens, team) VALUES
+	('infinity', 'acme', 'm1', 'in=1000000 out=0', 't9'), ('-infinity', 'acme', 'm1', 'in=1000000 out=0', 't9');
+SELECT day, spend FROM spend_daily WHERE team = 't9' ORDER BY day;
+SELECT stretch FROM usage_rollup WHERE team = 't9' ORDER BY stretch;
+
 -- the views have no column of a tokenledger type, and a comment on every column
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid

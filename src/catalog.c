@@ -1079,6 +1079,9 @@ catalog_fx_stretch(const char *currency, TimestampTz at)
 	FxSet          *set;
 	size_t          len = strlen(currency);
 
+	/* infinity is its own stretch */
+	if (TIMESTAMP_NOT_FINITE(at))
+		return at;
 	if (at % USECS_PER_HOUR < 0)
 		start -= USECS_PER_HOUR;
 	catalog_ensure(PART_FX);

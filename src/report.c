@@ -15,6 +15,7 @@
 
 #include "pgtime.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -64,7 +65,8 @@ fx_rate(PG_FUNCTION_ARGS)
 	rate = catalog_fx_rate(from, to, PG_GETARG_TIMESTAMPTZ(2));
 	if (rate == NULL)
 		PG_RETURN_NULL();
-	PG_RETURN_NUMERIC(rate);
+	/* a copy: the cache may be reloaded before the caller is done with it */
+	PG_RETURN_DATUM(datumCopy(NumericGetDatum(rate), false, -1));
 }
 
 /* fx_stretch(currency, at): see catalog_fx_stretch */

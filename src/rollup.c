@@ -30,6 +30,8 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/tableam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -37,20 +39,24 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/tuptable.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "tokenledger.h"
 #include "ledger.h"
@@ -438,32 +444,46 @@ entry_is_zero(const RollupEntry *e)
 static void
 write_entry(Relation rel, CatalogIndexState indstate, RollupRel *r, const RollupEntry *e, int slot)
 {
-	TupleDesc   desc = RelationGetDescr(rel);
-	RollupKind  kind = e->key.kind;
-	ScanKeyData keys[2 + MAX_KEYS];
-	int         n = 0;
-	SysScanDesc scan;
-	HeapTuple   tup;
-	Datum      *values = palloc0(desc->natts * sizeof(Datum));
-	bool       *nulls = palloc(desc->natts * sizeof(bool));
-	bool       *repl = palloc0(desc->natts * sizeof(bool));
-	Numeric     money = nanos128_to_numeric(e->nanos);
+	TupleDesc       desc = RelationGetDescr(rel);
+	RollupKind      kind = e->key.kind;
+	ScanKeyData     keys[2 + MAX_KEYS];
+	int             n = 0;
+	Relation        index = index_open(r->index, AccessShareLock);
+	IndexScanDesc   scan;
+	TupleTableSlot *found = table_slot_create(rel, NULL);
+	HeapTuple       tup = NULL;
+	bool            should_free = false;
+	Datum          *values = palloc0(desc->natts * sizeof(Datum));
+	bool           *nulls = palloc(desc->natts * sizeof(bool));
+	bool           *repl = palloc0(desc->natts * sizeof(bool));
+	Numeric         money = nanos128_to_numeric(e->nanos);
 
-	ScanKeyInit(&keys[n++], r->stretch, BTEqualStrategyNumber, F_TIMESTAMPTZ_EQ,
+	/*
+	 * The index's columns are stretch, slot and the keys in order.  Scanned
+	 * directly (not by systable_beginscan, which reads the heap instead when
+	 * ignore_system_indexes is set), with each text key compared in its
+	 * column's collation, as the index is ordered.
+	 */
+	ScanKeyInit(&keys[n++], 1, BTEqualStrategyNumber, F_TIMESTAMPTZ_EQ,
 				TimestampTzGetDatum(e->key.stretch));
-	ScanKeyInit(&keys[n++], r->slot, BTEqualStrategyNumber, F_INT2EQ, Int16GetDatum((int16) slot));
+	ScanKeyInit(&keys[n++], 2, BTEqualStrategyNumber, F_INT2EQ, Int16GetDatum((int16) slot));
 	for (int i = 0; i < nkeys[kind]; i++)
 	{
+		AttrNumber attno = (AttrNumber) (3 + i);
+
 		if (e->key.keys[i] == NULL)
-			ScanKeyEntryInitialize(&keys[n++], SK_ISNULL | SK_SEARCHNULL, r->keys[i],
-								   InvalidStrategy, InvalidOid, InvalidOid, InvalidOid, (Datum) 0);
+			ScanKeyEntryInitialize(&keys[n++], SK_ISNULL | SK_SEARCHNULL, attno, InvalidStrategy,
+								   InvalidOid, InvalidOid, InvalidOid, (Datum) 0);
 		else
-			ScanKeyInit(&keys[n++], r->keys[i], BTEqualStrategyNumber, F_TEXTEQ,
-						CStringGetTextDatum(e->key.keys[i]));
+			ScanKeyEntryInitialize(&keys[n++], 0, attno, BTEqualStrategyNumber, InvalidOid,
+								   TupleDescAttr(desc, r->keys[i] - 1)->attcollation, F_TEXTEQ,
+								   CStringGetTextDatum(e->key.keys[i]));
 	}
-	scan = systable_beginscan(rel, r->index, true, SnapshotSelf, n, keys);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
+	scan = index_beginscan(rel, index, SnapshotSelf, n, 0);
+	index_rescan(scan, keys, n, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, found))
+		tup = ExecFetchSlotHeapTuple(found, false, &should_free);
+	if (tup != NULL)
 	{
 		HeapTuple newtup;
 
@@ -540,7 +560,11 @@ write_entry(Relation rel, CatalogIndexState indstate, RollupRel *r, const Rollup
 		CatalogTupleInsertWithInfo(rel, newtup, indstate);
 		heap_freetuple(newtup);
 	}
-	systable_endscan(scan);
+	if (should_free)
+		heap_freetuple(tup);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(found);
+	index_close(index, AccessShareLock);
 	pfree(values);
 	pfree(nulls);
 	pfree(repl);
@@ -745,7 +769,16 @@ rollup_compact(PG_FUNCTION_ARGS)
 		" FROM gone g"
 		" GROUP BY g.stretch, g.provider, g.model, g.service_tier, g.currency, g.team,"
 		"          g.initiative, g.environment"
-		" HAVING pg_catalog.sum(g.entries) OPERATOR(pg_catalog.<>) 0",
+		" HAVING pg_catalog.sum(g.entries) OPERATOR(pg_catalog.<>) 0"
+		"     OR pg_catalog.sum(g.requests) OPERATOR(pg_catalog.<>) 0"
+		"     OR pg_catalog.sum(g.unpriced_requests) OPERATOR(pg_catalog.<>) 0"
+		"     OR pg_catalog.sum(g.input_tokens) OPERATOR(pg_catalog.<>) 0"
+		"     OR pg_catalog.sum(g.output_tokens) OPERATOR(pg_catalog.<>) 0"
+		"     OR pg_catalog.sum(g.cache_read_tokens) OPERATOR(pg_catalog.<>) 0"
+		"     OR pg_catalog.sum(g.cache_write_tokens) OPERATOR(pg_catalog.<>) 0"
+		"     OR pg_catalog.sum(g.cache_write_1h_tokens) OPERATOR(pg_catalog.<>) 0"
+		"     OR pg_catalog.sum(g.reasoning_tokens) OPERATOR(pg_catalog.<>) 0"
+		"     OR pg_catalog.sum(g.spend) OPERATOR(pg_catalog.<>) 0",
 		"WITH gone AS (DELETE FROM tokenledger.outcome_rollup r"
 		"  WHERE r.stretch OPERATOR(pg_catalog.<) $1"
 		"    AND (r.slot OPERATOR(pg_catalog.=) -1 OR r.slot OPERATOR(pg_catalog.=) ANY ($2))"
@@ -754,7 +787,9 @@ rollup_compact(PG_FUNCTION_ARGS)
 		" SELECT g.stretch, -1, g.initiative, g.currency, pg_catalog.sum(g.entries),"
 		"        pg_catalog.sum(g.outcomes), pg_catalog.sum(g.outcome_value)"
 		" FROM gone g GROUP BY g.stretch, g.initiative, g.currency"
-		" HAVING pg_catalog.sum(g.entries) OPERATOR(pg_catalog.<>) 0"};
+		" HAVING pg_catalog.sum(g.entries) OPERATOR(pg_catalog.<>) 0"
+		"     OR pg_catalog.sum(g.outcomes) OPERATOR(pg_catalog.<>) 0"
+		"     OR pg_catalog.sum(g.outcome_value) OPERATOR(pg_catalog.<>) 0"};
 	const LedgerOids *o = ledger_oids();
 	TimestampTz       before;
 	OwnerSql          owner;
@@ -766,9 +801,9 @@ rollup_compact(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 	{
-		TimestampTz now = GetCurrentTransactionStartTimestamp();
+		TimestampTz started = GetCurrentTransactionStartTimestamp();
 
-		before = now - now % USECS_PER_HOUR;
+		before = started - started % USECS_PER_HOUR;
 	}
 	else
 		before = PG_GETARG_TIMESTAMPTZ(0);
@@ -827,4 +862,163 @@ rollup_compact(PG_FUNCTION_ARGS)
 	}
 	owner_sql_end(&owner);
 	PG_RETURN_INT64(saved);
+}
+
+/*
+ * Lock the ledger's two tables against recorders (SHARE ROW EXCLUSIVE) for
+ * a recount.  Recorders take them in either order, so this never waits for
+ * one while holding the other: it waits for one, tries the other, and lets
+ * go and waits for that one when it is taken.  5 seconds at most (or
+ * lock_timeout when shorter), then 55P03.
+ */
+static void
+lock_ledger_for_recount(const LedgerOids *o)
+{
+	Oid         rels[2] = {o->usage, o->outcomes};
+	int         nest = NewGUCNestLevel();
+	TimestampTz deadline;
+
+	if (LockTimeout == 0 || LockTimeout > 5000)
+		(void) set_config_option("lock_timeout", "5s", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LockTimeout);
+	for (int first = 0;; first = 1 - first)
+	{
+		LockRelationOid(rels[first], ShareRowExclusiveLock);
+		if (ConditionalLockRelationOid(rels[1 - first], ShareRowExclusiveLock))
+			break;
+		UnlockRelationOid(rels[first], ShareRowExclusiveLock);
+		if (GetCurrentTimestamp() >= deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("could not count the rollups again: transactions recording usage and "
+							"outcomes stayed open"),
+					 errhint("Retry the change when they have ended.")));
+	}
+	AtEOXact_GUC(true, nest);
+}
+
+/*
+ * rollup_recount(hours, currencies): count the rollups of the UTC hours
+ * that the given times fall in, and of the given currencies (all when
+ * NULL), again from the ledger.  It waits for the transactions that are
+ * recording and holds new ones off until it ends; the ledger is read as
+ * committed after that wait, whatever the transaction's isolation.
+ * Returns the rollup rows written.
+ */
+PG_FUNCTION_INFO_V1(rollup_recount);
+Datum
+rollup_recount(PG_FUNCTION_ARGS)
+{
+	static const char *const sql[4] = {
+		"DELETE FROM tokenledger.usage_rollup r"
+		" WHERE ($1 IS NULL OR pg_catalog.date_trunc('hour', r.stretch AT TIME ZONE 'UTC')"
+		"                      AT TIME ZONE 'UTC' OPERATOR(pg_catalog.=) ANY ($1))"
+		"   AND ($2 IS NULL OR r.currency OPERATOR(pg_catalog.=) ANY ($2))",
+		"INSERT INTO tokenledger.usage_rollup"
+		" SELECT tokenledger.fx_stretch(tokenledger.currency(u.cost), u.occurred_at), -1, "
+		"u.provider,"
+		"        CASE WHEN u.cost IS NULL THEN u.model"
+		"             ELSE coalesce(tokenledger.resolve_model(u.provider, u.model), "
+		"u.model) END,"
+		"        u.service_tier, tokenledger.currency(u.cost), u.team, u.initiative, u.environment,"
+		"        pg_catalog.count(*),"
+		"        coalesce(pg_catalog.sum(u.requests)"
+		"                            FILTER (WHERE u.entry OPERATOR(pg_catalog.=) 'call'), 0),"
+		"        coalesce(pg_catalog.sum(u.requests)"
+		"                            FILTER (WHERE u.entry OPERATOR(pg_catalog.=) 'call' AND "
+		"u.cost IS NULL), 0),"
+		"        pg_catalog.sum(tokenledger.input(u.tokens)), "
+		"pg_catalog.sum(tokenledger.output(u.tokens)),"
+		"        pg_catalog.sum(tokenledger.cache_read(u.tokens)),"
+		"        pg_catalog.sum(tokenledger.cache_write(u.tokens)),"
+		"        pg_catalog.sum(tokenledger.cache_write_1h(u.tokens)),"
+		"        pg_catalog.sum(tokenledger.reasoning(u.tokens)),"
+		"        coalesce(pg_catalog.sum(tokenledger.amount(u.cost)), 0)"
+		" FROM (SELECT x.* FROM tokenledger.usage x WHERE $1 IS NULL"
+		"       UNION ALL"
+		"       SELECT x.* FROM (SELECT DISTINCT pg_catalog.unnest($1) AS h) hh"
+		"       JOIN tokenledger.usage x ON x.occurred_at OPERATOR(pg_catalog.>=) hh.h"
+		"        AND x.occurred_at OPERATOR(pg_catalog.<)"
+		"            (hh.h OPERATOR(pg_catalog.+) interval '1 hour')) u"
+		" WHERE $2 IS NULL OR tokenledger.currency(u.cost) OPERATOR(pg_catalog.=) ANY ($2)"
+		" GROUP BY 1, 3, 4, 5, 6, 7, 8, 9",
+		"DELETE FROM tokenledger.outcome_rollup r"
+		" WHERE ($1 IS NULL OR pg_catalog.date_trunc('hour', r.stretch AT TIME ZONE 'UTC')"
+		"                      AT TIME ZONE 'UTC' OPERATOR(pg_catalog.=) ANY ($1))"
+		"   AND ($2 IS NULL OR r.currency OPERATOR(pg_catalog.=) ANY ($2))",
+		"INSERT INTO tokenledger.outcome_rollup"
+		" SELECT tokenledger.fx_stretch(tokenledger.currency(o.value), o.occurred_at), -1, "
+		"o.initiative,"
+		"        tokenledger.currency(o.value), pg_catalog.count(*), pg_catalog.sum(o.quantity),"
+		"        coalesce(pg_catalog.sum(tokenledger.amount(o.value)), 0)"
+		" FROM (SELECT x.* FROM tokenledger.outcomes x WHERE $1 IS NULL"
+		"       UNION ALL"
+		"       SELECT x.* FROM (SELECT DISTINCT pg_catalog.unnest($1) AS h) hh"
+		"       JOIN tokenledger.outcomes x ON x.occurred_at OPERATOR(pg_catalog.>=) hh.h"
+		"        AND x.occurred_at OPERATOR(pg_catalog.<)"
+		"            (hh.h OPERATOR(pg_catalog.+) interval '1 hour')) o"
+		" WHERE $2 IS NULL OR tokenledger.currency(o.value) OPERATOR(pg_catalog.=) ANY ($2)"
+		" GROUP BY 1, 3, 4"};
+	const LedgerOids *o = ledger_oids();
+	Oid               argtypes[2] = {TIMESTAMPTZARRAYOID, TEXTARRAYOID};
+	Datum             args[2] = {(Datum) 0, (Datum) 0};
+	char              nulls[2] = {PG_ARGISNULL(0) ? 'n' : ' ', PG_ARGISNULL(1) ? 'n' : ' '};
+	OwnerSql          owner;
+	Snapshot          snapshot;
+	int64             written = 0;
+
+	if (!rollups_known())
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+						errmsg("tokenledger has no rollups before version 1.1"),
+						errhint("Update the extension: ALTER EXTENSION tokenledger UPDATE.")));
+	if (!PG_ARGISNULL(0))
+	{
+		/* the hours the times fall in */
+		ArrayType *a = PG_GETARG_ARRAYTYPE_P(0);
+		Datum     *elems;
+		bool      *elem_nulls;
+		int        n;
+
+		deconstruct_array(a, TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &elems, &elem_nulls, &n);
+		for (int i = 0; i < n; i++)
+			if (!elem_nulls[i])
+			{
+				TimestampTz t = DatumGetTimestampTz(elems[i]);
+
+				if (!TIMESTAMP_NOT_FINITE(t))
+					t -= t % USECS_PER_HOUR + (t % USECS_PER_HOUR < 0 ? USECS_PER_HOUR : 0);
+				elems[i] = TimestampTzGetDatum(t);
+			}
+		args[0] = PointerGetDatum(construct_md_array(elems, elem_nulls, 1, &n, (int[]){1},
+													 TIMESTAMPTZOID, sizeof(TimestampTz),
+													 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	}
+	if (!PG_ARGISNULL(1))
+		args[1] = PG_GETARG_DATUM(1);
+
+	/* this transaction's own sums are written first, then counted again */
+	rollup_flush(true);
+	lock_ledger_for_recount(o);
+	owner_sql_begin(&owner);
+	/* the ledger as committed now that no recorder is in flight */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	for (int i = 0; i < 4; i++)
+	{
+		SPIPlanPtr plan = SPI_prepare(sql[i], 2, argtypes);
+		int        rc;
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare \"%s\": %s", sql[i], SPI_result_code_string(SPI_result));
+		rc = SPI_execute_snapshot(plan, args, nulls, snapshot, InvalidSnapshot, false, true, 0);
+		if (rc != SPI_OK_DELETE && rc != SPI_OK_INSERT)
+			elog(ERROR, "could not count the rollups again: %s", SPI_result_code_string(rc));
+		if (rc == SPI_OK_INSERT)
+			written += (int64) SPI_processed;
+		SPI_freeplan(plan);
+	}
+	UnregisterSnapshot(snapshot);
+	owner_sql_end(&owner);
+	PG_RETURN_INT64(written);
 }

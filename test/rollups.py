@@ -21,6 +21,7 @@ Uses a database of its own.  Prints TAP.
 import random
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -258,12 +259,72 @@ class Workload:
         return errors
 
 
+def compact_busy_slot(dsn):
+    """A reprice() leaves +A, +B and -B of one unpriced key in three slots;
+    compacting while the slot of +B is busy merges +A and -B, whose entries
+    net to 0 but whose tokens do not: the merged row is kept."""
+    s = psycopg.connect(dsn, autocommit=True)
+    ins = """INSERT INTO tokenledger.usage (occurred_at, provider, model, service_tier, tokens, requests, team)
+             VALUES (%s, 'acme', 'mx', 'standard', %s, 1, 'tx')"""
+    a, b, c = (psycopg.connect(dsn) for _ in range(3))
+    a.execute(ins, ("2026-12-01 10:10+00", "in=100"))
+    b.execute(ins, ("2026-12-01 10:40+00", "in=7"))
+    a.commit()
+    b.commit()
+    s.execute("""INSERT INTO tokenledger.prices (provider, model, effective_from, rate)
+                 VALUES ('acme', 'mx', '2026-12-01 10:30+00', 'in=1 USD/1M')""")
+    c.execute("SELECT tokenledger.reprice()")
+    c.commit()
+    b.execute(ins, ("2026-12-05 10:40+00", "in=1"))
+    s.execute("SELECT tokenledger.rollup_compact('2027-01-01')")
+    b.rollback()
+    s.execute("SET TimeZone = 'UTC'")
+    got = s.execute("""SELECT sum(input_tokens), sum(requests), sum(unpriced_requests) FROM tokenledger.spend_daily
+                       WHERE team = 'tx'""").fetchone()
+    check(got == (107, 2, 1), f"compacting beside a busy slot keeps every token (107, 2, 1): {got}")
+    for conn in (a, b, c, s):
+        conn.close()
+
+
+def rate_beside_outcome_recorder(dsn):
+    """An exchange rate added while a recorder that wrote an outcome goes on
+    to write a call: neither waits for the other for good."""
+    s = psycopg.connect(dsn, autocommit=True)
+    rec = psycopg.connect(dsn)
+    rec.execute("SELECT tokenledger.record_outcome('support', 'done', 1, occurred_at => '2026-12-02 10:00+00')")
+    out = {}
+
+    def add_rate():
+        try:
+            s.execute("""INSERT INTO tokenledger.fx_rates (currency, to_currency, rate, effective_from)
+                         VALUES ('EUR', 'USD', 1.05, '2026-12-02 10:30+00')""")
+            out["rate"] = "ok"
+        except Exception as e:  # reported below
+            out["rate"] = repr(e)
+
+    t = threading.Thread(target=add_rate)
+    t.start()
+    time.sleep(0.5)
+    try:
+        rec.execute("""INSERT INTO tokenledger.usage (occurred_at, provider, model, tokens, team)
+                       VALUES ('2026-12-02 10:45+00', 'acme', 'm2', 'in=1000', 't1')""")
+        rec.commit()
+        out["recorder"] = "ok"
+    except Exception as e:  # reported below
+        out["recorder"] = repr(e)
+    t.join()
+    check(out == {"rate": "ok", "recorder": "ok"},
+          f"a rate added beside a recorder of an outcome and a call: both commit {out}")
+    rec.close()
+    s.close()
+
+
 def main():
     admin = psycopg.connect("", autocommit=True)
     admin.execute("DROP DATABASE IF EXISTS tokenledger_rollups_test")
     admin.execute("CREATE DATABASE tokenledger_rollups_test")
     dsn = psycopg.conninfo.make_conninfo("", dbname="tokenledger_rollups_test")
-    planned = 3 * 3 * 6 + 5
+    planned = 3 * 3 * 7 + 7
     print(f"1..{planned}")
     comment(f"seed {SEED}")
     try:
@@ -335,6 +396,10 @@ def main():
         errors = work.run(sessions=3, transactions=80)
         check(not errors, "phase 2: three more sessions recorded without errors", errors)
         compare(dsn, "recorded again")
+
+        compact_busy_slot(dsn)
+        rate_beside_outcome_recorder(dsn)
+        compare(dsn, "after a compaction beside a busy slot and a rate beside recorders")
     finally:
         admin.execute("DROP DATABASE IF EXISTS tokenledger_rollups_test WITH (FORCE)")
     return 0 if all(results) and len(results) == planned else 1
