@@ -58,7 +58,7 @@ prove:
 	prove -e /usr/bin/python3 test/client.py test/notify.py test/sessions.py test/budget_stress.py test/roles.py test/rollups.py test/upgrade.py test/dump_restore.py test/fuzz.py test/crash.py
 	prove -e sh test/concurrency.sh
 
-# the main job: a month of a mid-size company's AI spend, and its report
+# the main job: a year of a mid-size company's AI spend, and its report
 demo: all
 	$(SUDO) $(MAKE) install
 	pg_virtualenv sh -c 'psql -X -q -v ON_ERROR_STOP=1 -f demo/generate.sql && psql -X -q -v ON_ERROR_STOP=1 -f demo/report.sql'
