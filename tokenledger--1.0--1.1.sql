@@ -872,7 +872,9 @@ COMMENT ON AGGREGATE @extschema@.roi(@extschema@.cost, @extschema@.cost) IS
 -- The hourly rollups that the dashboards' views read (see src/rollup.c):
 -- kept by the recording transaction, in its own slot, so they always equal
 -- the ledger.  One row per stretch (a UTC clock hour, cut where an exchange
--- rate of the row's currency takes effect), slot and key.
+-- rate of the row's currency takes effect), slot and key.  Half of each page
+-- is left free, so that a row updated by every statement stays on its page
+-- (a HOT update: no index entry).
 CREATE TABLE @extschema@.usage_rollup (
 	stretch timestamptz NOT NULL,
 	slot smallint NOT NULL,
@@ -893,7 +895,7 @@ CREATE TABLE @extschema@.usage_rollup (
 	cache_write_1h_tokens bigint NOT NULL,
 	reasoning_tokens bigint NOT NULL,
 	spend numeric NOT NULL
-);
+) WITH (fillfactor = 50);
 CREATE INDEX usage_rollup_key ON @extschema@.usage_rollup
 	(stretch, slot, provider, model, service_tier, currency, team, initiative, environment);
 COMMENT ON TABLE @extschema@.usage_rollup IS
@@ -916,7 +918,7 @@ CREATE TABLE @extschema@.outcome_rollup (
 	entries bigint NOT NULL,
 	outcomes numeric NOT NULL,
 	outcome_value numeric NOT NULL
-);
+) WITH (fillfactor = 50);
 CREATE INDEX outcome_rollup_key ON @extschema@.outcome_rollup (stretch, slot, initiative, currency);
 COMMENT ON TABLE @extschema@.outcome_rollup IS
 	'outcomes summed per hour (cut where an exchange rate of the currency takes effect), recording slot, initiative and currency of their value; kept by the recording transaction';

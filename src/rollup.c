@@ -43,6 +43,7 @@
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/array.h"
@@ -440,18 +441,126 @@ entry_is_zero(const RollupEntry *e)
 	return e->nanos == 0 && e->quantity == NULL;
 }
 
+/*
+ * Where each key's row of a slot was last written by this backend (the key's
+ * subid holding the slot): a backend mostly records into the same slot, so
+ * the next statement finds the row by its TID, without the index.  A TID is
+ * only a hint: the row found there is used only when it is visible, is the
+ * newest version, and has that slot and key; else the index is searched.
+ */
+typedef struct TidEntry
+{
+	RollupKey       key;
+	ItemPointerData tid;
+} TidEntry;
+
+#define TID_CACHE_MAX 4096
+static HTAB         *tid_cache = NULL;
+static MemoryContext tid_cxt = NULL;
+static uint64        tid_generation = 0;
+
+static TidEntry *
+tid_entry(const RollupEntry *e, int slot, bool create)
+{
+	const LedgerOids *o = ledger_oids();
+	RollupKey         k = e->key;
+	TidEntry         *t;
+	bool              found;
+
+	if (tid_cache != NULL &&
+		(tid_generation != o->generation || hash_get_num_entries(tid_cache) >= TID_CACHE_MAX))
+	{
+		hash_destroy(tid_cache);
+		tid_cache = NULL;
+		MemoryContextReset(tid_cxt);
+	}
+	if (tid_cache == NULL)
+	{
+		HASHCTL ctl;
+
+		if (!create)
+			return NULL;
+		if (tid_cxt == NULL)
+			tid_cxt = AllocSetContextCreate(TopMemoryContext, "tokenledger rollup rows",
+											ALLOCSET_DEFAULT_SIZES);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(RollupKey);
+		ctl.entrysize = sizeof(TidEntry);
+		ctl.hash = key_hash;
+		ctl.match = key_match;
+		ctl.hcxt = tid_cxt;
+		tid_cache = hash_create("tokenledger rollup rows", 256, &ctl,
+								HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+		tid_generation = o->generation;
+	}
+	k.subid = (SubTransactionId) slot;
+	t = hash_search(tid_cache, &k, create ? HASH_ENTER : HASH_FIND, &found);
+	if (create && !found)
+		for (int i = 0; i < nkeys[k.kind]; i++)
+			t->key.keys[i] = k.keys[i] ? MemoryContextStrdup(tid_cxt, k.keys[i]) : NULL;
+	return t;
+}
+
+/* the row at a remembered TID, if it is still the slot's row of the key */
+static bool
+fetch_by_tid(Relation rel, BlockNumber nblocks, RollupRel *r, const RollupEntry *e, int slot,
+			 HeapTuple tup, Buffer *buf)
+{
+	TupleDesc desc = RelationGetDescr(rel);
+	TidEntry *t = tid_entry(e, slot, false);
+	bool      isnull;
+
+	if (t == NULL || !ItemPointerIsValid(&t->tid) || ItemPointerGetBlockNumber(&t->tid) >= nblocks)
+		return false;
+	/*
+	 * Prune the page first, as an index fetch would: the versions this
+	 * backend leaves behind are removed, and the next update fits on the
+	 * page (HOT, no index entry).  Before the fetch, as pruning moves tuples.
+	 */
+	*buf = ReadBuffer(rel, ItemPointerGetBlockNumber(&t->tid));
+	heap_page_prune_opt(rel, *buf);
+	ReleaseBuffer(*buf);
+	*buf = InvalidBuffer;
+	tup->t_self = t->tid;
+	if (!heap_fetch(rel, SnapshotSelf, tup, buf, false))
+		return false;
+	if (!ItemPointerEquals(&tup->t_self, &tup->t_data->t_ctid) ||
+		DatumGetTimestampTz(heap_getattr(tup, r->stretch, desc, &isnull)) != e->key.stretch ||
+		DatumGetInt16(heap_getattr(tup, r->slot, desc, &isnull)) != slot)
+	{
+		ReleaseBuffer(*buf);
+		return false;
+	}
+	for (int i = 0; i < nkeys[e->key.kind]; i++)
+	{
+		Datum d = heap_getattr(tup, r->keys[i], desc, &isnull);
+
+		if (isnull != (e->key.keys[i] == NULL) ||
+			(!isnull && strcmp(TextDatumGetCString(d), e->key.keys[i]) != 0))
+		{
+			ReleaseBuffer(*buf);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* add one entry into its slot's row: found through the index, else made */
 static void
-write_entry(Relation rel, CatalogIndexState indstate, RollupRel *r, const RollupEntry *e, int slot)
+write_entry(Relation rel, BlockNumber nblocks, CatalogIndexState indstate, RollupRel *r,
+			const RollupEntry *e, int slot)
 {
 	TupleDesc       desc = RelationGetDescr(rel);
 	RollupKind      kind = e->key.kind;
 	ScanKeyData     keys[2 + MAX_KEYS];
 	int             n = 0;
-	Relation        index = index_open(r->index, AccessShareLock);
-	IndexScanDesc   scan;
-	TupleTableSlot *found = table_slot_create(rel, NULL);
+	Relation        index = NULL;
+	IndexScanDesc   scan = NULL;
+	TupleTableSlot *found = NULL;
 	HeapTuple       tup = NULL;
+	HeapTupleData   by_tid;
+	Buffer          buf = InvalidBuffer;
+	HeapTuple       written;
 	bool            should_free = false;
 	Datum          *values = palloc0(desc->natts * sizeof(Datum));
 	bool           *nulls = palloc(desc->natts * sizeof(bool));
@@ -464,6 +573,13 @@ write_entry(Relation rel, CatalogIndexState indstate, RollupRel *r, const Rollup
 	 * ignore_system_indexes is set), with each text key compared in its
 	 * column's collation, as the index is ordered.
 	 */
+	if (fetch_by_tid(rel, nblocks, r, e, slot, &by_tid, &buf))
+		tup = &by_tid;
+	else
+	{
+		index = index_open(r->index, AccessShareLock);
+		found = table_slot_create(rel, NULL);
+	}
 	ScanKeyInit(&keys[n++], 1, BTEqualStrategyNumber, F_TIMESTAMPTZ_EQ,
 				TimestampTzGetDatum(e->key.stretch));
 	ScanKeyInit(&keys[n++], 2, BTEqualStrategyNumber, F_INT2EQ, Int16GetDatum((int16) slot));
@@ -479,10 +595,13 @@ write_entry(Relation rel, CatalogIndexState indstate, RollupRel *r, const Rollup
 								   TupleDescAttr(desc, r->keys[i] - 1)->attcollation, F_TEXTEQ,
 								   CStringGetTextDatum(e->key.keys[i]));
 	}
-	scan = index_beginscan(rel, index, SnapshotSelf, n, 0);
-	index_rescan(scan, keys, n, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, found))
-		tup = ExecFetchSlotHeapTuple(found, false, &should_free);
+	if (tup == NULL)
+	{
+		scan = index_beginscan(rel, index, SnapshotSelf, n, 0);
+		index_rescan(scan, keys, n, NULL, 0);
+		if (index_getnext_slot(scan, ForwardScanDirection, found))
+			tup = ExecFetchSlotHeapTuple(found, false, &should_free);
+	}
 	if (tup != NULL)
 	{
 		HeapTuple newtup;
@@ -520,7 +639,7 @@ write_entry(Relation rel, CatalogIndexState indstate, RollupRel *r, const Rollup
 		}
 		newtup = heap_modify_tuple(tup, desc, values, nulls, repl);
 		CatalogTupleUpdateWithInfo(rel, &tup->t_self, newtup, indstate);
-		heap_freetuple(newtup);
+		written = newtup;
 	}
 	else
 	{
@@ -558,13 +677,21 @@ write_entry(Relation rel, CatalogIndexState indstate, RollupRel *r, const Rollup
 		}
 		newtup = heap_form_tuple(desc, values, nulls);
 		CatalogTupleInsertWithInfo(rel, newtup, indstate);
-		heap_freetuple(newtup);
+		written = newtup;
 	}
+	/* the new version's place, for the next statement of this backend */
+	tid_entry(e, slot, true)->tid = written->t_self;
+	heap_freetuple(written);
 	if (should_free)
 		heap_freetuple(tup);
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(found);
-	index_close(index, AccessShareLock);
+	if (BufferIsValid(buf))
+		ReleaseBuffer(buf);
+	if (scan != NULL)
+		index_endscan(scan);
+	if (found != NULL)
+		ExecDropSingleTupleTableSlot(found);
+	if (index != NULL)
+		index_close(index, AccessShareLock);
 	pfree(values);
 	pfree(nulls);
 	pfree(repl);
@@ -582,6 +709,7 @@ rollup_flush(bool all)
 	RollupEntry      *e;
 	Relation          rels[NROLLUPS] = {NULL};
 	CatalogIndexState indstates[NROLLUPS] = {NULL};
+	BlockNumber       nblocks[NROLLUPS] = {0};
 	int               slot = -1;
 	bool              snapshot_pushed = false;
 	List             *done = NIL;
@@ -611,8 +739,9 @@ rollup_flush(bool all)
 			rels[kind] = table_open(rollup_rels[kind].relid, RowExclusiveLock);
 			map_rollup(&rollup_rels[kind], rels[kind], kind);
 			indstates[kind] = CatalogOpenIndexes(rels[kind]);
+			nblocks[kind] = RelationGetNumberOfBlocks(rels[kind]);
 		}
-		write_entry(rels[kind], indstates[kind], &rollup_rels[kind], e, slot);
+		write_entry(rels[kind], nblocks[kind], indstates[kind], &rollup_rels[kind], e, slot);
 	}
 	foreach (lc, done)
 	{
