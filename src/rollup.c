@@ -529,6 +529,7 @@ fetch_by_tid(Relation rel, BlockNumber nblocks, RollupRel *r, const RollupEntry 
 		DatumGetInt16(heap_getattr(tup, r->slot, desc, &isnull)) != slot)
 	{
 		ReleaseBuffer(*buf);
+		*buf = InvalidBuffer;
 		return false;
 	}
 	for (int i = 0; i < nkeys[e->key.kind]; i++)
@@ -539,6 +540,7 @@ fetch_by_tid(Relation rel, BlockNumber nblocks, RollupRel *r, const RollupEntry 
 			(!isnull && strcmp(TextDatumGetCString(d), e->key.keys[i]) != 0))
 		{
 			ReleaseBuffer(*buf);
+			*buf = InvalidBuffer;
 			return false;
 		}
 	}

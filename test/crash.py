@@ -21,7 +21,8 @@ cluster it may be run inside (pg_virtualenv) is not touched.  Each round:
   SIGKILL; the postmaster's pid from postmaster.pid must be gone.
 - The cluster is started again (crash recovery).  Then: nothing committed
   before the kill is lost; every budget's counters equal the ledger's sums
-  per period, both ways, and budget_status agrees; every settlement row
+  per period, both ways, and budget_status agrees; spend_daily (the
+  rollups) equals a GROUP BY of the ledger; every settlement row
   settled its reservation, once, and left no hold; released reservations
   hold nothing; live ones hold on every budget they fall under; block
   budgets are not overrun; the prepared transactions survived, recorders
@@ -52,7 +53,7 @@ from tap import check, comment, results
 BIN = "/usr/lib/postgresql/15/bin"
 SECONDS = float(os.environ.get("TOKENLEDGER_CRASH_SECONDS") or 5)
 ROUNDS = int(os.environ.get("TOKENLEDGER_CRASH_ROUNDS") or 2)
-CHECKS_PER_ROUND = 11
+CHECKS_PER_ROUND = 12
 PLAN = CHECKS_PER_ROUND * ROUNDS
 SUPERUSER = "tladmin"
 CLIENTS = 6
@@ -478,6 +479,26 @@ def status_diff(conn):
         WHERE s.active AND (s.spent <> l.spent OR s.reserved <> h.held)""")
 
 
+def rollup_diff(conn):
+    """spend_daily (read from the rollups) against the same sums over the
+    ledger, per day, team, initiative, model and currency (all USD here)."""
+    conn.execute("SET TimeZone = 'UTC'")
+    view = rows(conn, """SELECT day, team, initiative, provider, model, service_tier, environment, currency,
+                                requests, input_tokens, spend
+                         FROM tokenledger.spend_daily""")
+    ledger = rows(conn, """
+        SELECT occurred_at::date, team, initiative, provider,
+               CASE WHEN cost IS NULL THEN model
+                    ELSE coalesce(tokenledger.resolve_model(provider, model), model) END,
+               service_tier, environment, coalesce(tokenledger.currency(cost), 'USD'),
+               coalesce(sum(requests) FILTER (WHERE entry = 'call'), 0),
+               sum(tokenledger.input(tokens)), round(coalesce(sum(tokenledger.amount(cost)), 0), 9)
+        FROM tokenledger.usage GROUP BY 1, 2, 3, 4, 5, 6, 7, 8""")
+    got, want = sorted(map(tuple, view), key=repr), sorted(map(tuple, ledger), key=repr)
+    return [f"view only: {r}" for r in got if r not in want][:10] + \
+           [f"ledger only: {r}" for r in want if r not in got][:10]
+
+
 def reservation_problems(conn):
     """Settlements, releases and holds that contradict each other."""
     problems = []
@@ -656,6 +677,9 @@ def crash_round(cluster, rnd, script_args):
 
     diff = status_diff(conn)
     check(not diff, f"{R} budget_status shows the ledger's spend and the live holds", diff)
+
+    diff = rollup_diff(conn)
+    check(not diff, f"{R} the rollups equal the ledger: spend_daily against a GROUP BY of usage", diff)
 
     problems = reservation_problems(conn)
     nres = rows(conn, """SELECT count(*) FILTER (WHERE settled_at IS NOT NULL), count(*) FILTER (WHERE released_at IS NOT NULL),
