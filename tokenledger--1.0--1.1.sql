@@ -510,30 +510,8 @@ CREATE FUNCTION @extschema@.budget_visible(budget_id bigint) RETURNS boolean
 COMMENT ON FUNCTION @extschema@.budget_visible(bigint) IS
 	'whether the current role sees a budget''s spend: a budget of a team it sees (scope team, or an initiative of the team); budgets of other scopes only for those that see every team';
 
-CREATE OR REPLACE VIEW @extschema@.budget_status AS
-SELECT b.id AS budget_id, b.name, b.scope, b.scope_value, b.period, b.time_zone, b.mode, b.active,
-	   c.ps AS period_start, c.pe AS period_end,
-	   @extschema@.amount(c.spent) AS spent,
-	   @extschema@.amount(c.reserved) AS reserved,
-	   @extschema@.amount(b.amount) AS amount,
-	   @extschema@.amount(b.amount) - @extschema@.amount(c.spent) - @extschema@.amount(c.reserved) AS remaining,
-	   @extschema@.currency(b.amount) AS currency,
-	   round(@extschema@.amount(c.spent) / @extschema@.amount(b.amount), 4) AS used_share,
-	   CASE WHEN NOT b.active THEN 'inactive'
-			WHEN c.spent OPERATOR(@extschema@.>=) b.amount THEN 'exceeded'
-			WHEN @extschema@.amount(c.spent) >= @extschema@.amount(b.amount) * (SELECT min(t) FROM unnest(b.warn_at) t) THEN 'warning'
-			ELSE 'ok' END AS status,
-	   c.unconverted
-FROM @extschema@.budgets b
-CROSS JOIN LATERAL (
-	SELECT p.ps, p.pe, pos.spent, pos.reserved, pos.unconverted
-	FROM (SELECT @extschema@.period_start(b.period, now(), b.time_zone) AS ps,
-				 @extschema@.period_end(b.period, now(), b.time_zone) AS pe) p
-	CROSS JOIN LATERAL @extschema@.budget_position(b.id, p.ps, @extschema@.currency(b.amount)) pos
-) c
-WHERE @extschema@.budget_visible(b.id);
-COMMENT ON COLUMN @extschema@.budget_status.unconverted IS
-	'spend in the period that no exchange rate converts to the budget''s currency (e.g. 3.00 EUR), counted apart; NULL when none';
+-- (budget_status shows only visible budgets: see its definition with the
+-- forecast, further down)
 
 -- ---------------------------------------------------------------------------
 -- the shipped catalog of 1.1: models released since 1.0.  Rows a release
@@ -1968,6 +1946,8 @@ COMMENT ON COLUMN @extschema@.budget_status.mode IS 'alert, or block (reservatio
 COMMENT ON COLUMN @extschema@.budget_status.active IS 'whether the budget counts spend';
 COMMENT ON COLUMN @extschema@.budget_status.period_start IS 'start of the current period (-infinity for total)';
 COMMENT ON COLUMN @extschema@.budget_status.period_end IS 'end (exclusive) of the current period (infinity for total)';
+COMMENT ON COLUMN @extschema@.budget_status.unconverted IS
+	'spend in the period that no exchange rate converts to the budget''s currency (e.g. 3.00 EUR), counted apart; NULL when none';
 COMMENT ON COLUMN @extschema@.budget_status.projected_spend IS 'spent + the period''s remaining time x the average spend rate of the last 7 days (of the period so far when shorter); NULL for total periods (no end) and inactive budgets';
 COMMENT ON COLUMN @extschema@.budget_status.projected_exhaustion IS 'when spent reaches the amount at that rate; now() when it already has; NULL when it does not before the period ends, with no spend in the last 7 days, or for inactive budgets';
 
