@@ -17,13 +17,16 @@
  *	 with it; late rows for an old hour, adjustments and rerate entries are
  *	 rows like any other; reprice(), the one UPDATE the ledger allows, moves
  *	 a call from its unpriced key to its priced one;
- * - a transaction writes into its own slot (budget.c's claim_slot), so no
- *	 recorder waits for another on a rollup row, and a row of one slot is
- *	 found through the rollup's index and updated in place, with no SQL;
+ * - a transaction writes into its own slot (budget.c's ledger_claim_slot),
+ *	 so no recorder waits for another on a rollup row; a row of one slot is
+ *	 found where this backend last wrote it (else through the rollup's
+ *	 index) and updated in place, with no SQL, on pages left half free so
+ *	 that the update is HOT;
  * - restored rows (see ledger_row_restored) come with the rollups dumped
  *	 with them, so they are not added again;
- * - when exchange rates change, rollup_recount() (SQL) counts the hours
- *	 they take effect in again from the ledger.
+ * - when exchange rates change, rollup_recount() counts the hours they
+ *	 take effect in again from the ledger; rollup_compact() merges the rows
+ *	 that several slots hold for one key and hour.
  */
 #include "postgres.h"
 
