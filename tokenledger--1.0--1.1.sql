@@ -775,7 +775,7 @@ COMMENT ON FUNCTION @extschema@.report_currency() IS
 	'the currency the views report money in: the setting tokenledger.currency';
 
 -- ---------------------------------------------------------------------------
--- @@section aggregates: cost_per_outcome and roi (src/economics.c)
+-- aggregates: cost_per_outcome and roi (src/economics.c)
 -- ---------------------------------------------------------------------------
 
 -- sum(spend) / sum(outcomes) and (sum(value) - sum(spend)) / sum(spend) over
@@ -844,7 +844,7 @@ COMMENT ON AGGREGATE @extschema@.roi(@extschema@.cost, @extschema@.cost) IS
 	'return on investment: (sum of value - sum of spend) / sum of spend in exact numeric (no value counts as 0); NULL without spend or when it sums to 0';
 
 -- ---------------------------------------------------------------------------
--- @@section rollups
+-- rollups
 -- ---------------------------------------------------------------------------
 
 -- The hourly rollups that the dashboards' views read (see src/rollup.c):
@@ -1013,7 +1013,7 @@ SELECT @extschema@.rollup_recount();
 GRANT SELECT ON @extschema@.usage_rollup, @extschema@.outcome_rollup TO tokenledger_reader;
 
 -- ---------------------------------------------------------------------------
--- @@section views on the rollups: spend_daily, initiative_economics,
+-- views on the rollups: spend_daily, initiative_economics,
 -- spend_vs_outcome_growth
 -- ---------------------------------------------------------------------------
 
@@ -1237,7 +1237,7 @@ GRANT SELECT ON @extschema@.spend_days, @extschema@.outcome_days, @extschema@.sp
 TO tokenledger_reader;
 
 -- ---------------------------------------------------------------------------
--- @@section views on the ledger: run_economics, unattributed_spend,
+-- views on the ledger: run_economics, unattributed_spend,
 -- token_maxing, focus_export
 -- ---------------------------------------------------------------------------
 
@@ -1573,7 +1573,7 @@ GRANT SELECT ON @extschema@.run_economics, @extschema@.unattributed_spend, @exts
 TO tokenledger_reader;
 
 -- ---------------------------------------------------------------------------
--- @@section model_tiers and model_rightsizing, spend_anomalies, the
+-- model_tiers and model_rightsizing, spend_anomalies, the
 -- forecast of budget_status
 -- ---------------------------------------------------------------------------
 
