@@ -630,9 +630,13 @@ BEGIN
 							effective_from = NEW.effective_from, rate = NEW.rate,
 							min_input_tokens = NEW.min_input_tokens, source = NEW.source, shipped = false
 		WHERE p.id = NEW.id AND p.shipped;
-	ELSE
+	ELSIF TG_TABLE_NAME = 'model_aliases' THEN
 		UPDATE model_aliases a SET model = NEW.model, shipped = false
 		WHERE a.provider = NEW.provider AND a.alias = NEW.alias AND a.shipped;
+	ELSE
+		UPDATE model_tiers t SET cheaper_provider = NEW.cheaper_provider, cheaper_model = NEW.cheaper_model,
+								 note = NEW.note, shipped = false
+		WHERE t.provider = NEW.provider AND t.model = NEW.model AND t.shipped;
 	END IF;
 	IF FOUND THEN
 		RETURN NULL;
@@ -649,9 +653,11 @@ BEGIN
 		RETURN OLD;
 	END IF;
 	RAISE EXCEPTION 'the shipped % row % cannot be deleted', TG_TABLE_NAME,
-		row_to_json(OLD)::jsonb - 'shipped' - 'source'
+		row_to_json(OLD)::jsonb - 'shipped' - 'source' - 'note'
 		USING ERRCODE = 'object_not_in_prerequisite_state',
-			  HINT = 'Update it instead (it becomes yours, and pg_dump keeps it), or add a price with a later effective_from.';
+			  HINT = CASE TG_TABLE_NAME
+						 WHEN 'model_tiers' THEN 'Update it instead (it becomes yours, and pg_dump keeps it); set cheaper_provider and cheaper_model to NULL to switch the suggestion off.'
+						 ELSE 'Update it instead (it becomes yours, and pg_dump keeps it), or add a price with a later effective_from.' END;
 END $$;
 CREATE TRIGGER prices_shipped_kept BEFORE DELETE ON @extschema@.prices
 	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_kept();
@@ -1602,40 +1608,13 @@ COMMENT ON COLUMN @extschema@.model_tiers.note IS 'why the cheaper model fits, o
 COMMENT ON COLUMN @extschema@.model_tiers.shipped IS 'true for rows installed with the extension (not dumped by pg_dump)';
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.model_tiers', 'WHERE NOT shipped');
 
--- a restore (by the tables' owner) of a user's row over a shipped row of
--- the same model replaces that row
-CREATE FUNCTION @extschema@.model_tier_restored() RETURNS trigger LANGUAGE plpgsql
-	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
-BEGIN
-	IF NOT pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
-		RETURN NEW;
-	END IF;
-	UPDATE model_tiers t SET cheaper_provider = NEW.cheaper_provider, cheaper_model = NEW.cheaper_model,
-							 note = NEW.note, shipped = false
-	WHERE t.provider = NEW.provider AND t.model = NEW.model AND t.shipped;
-	IF FOUND THEN
-		RETURN NULL;
-	END IF;
-	RETURN NEW;
-END $$;
-CREATE FUNCTION @extschema@.model_tier_kept() RETURNS trigger LANGUAGE plpgsql
-	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
-BEGIN
-	IF pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
-		RETURN OLD;
-	END IF;
-	RAISE EXCEPTION 'the shipped model_tiers row % cannot be deleted',
-		row_to_json(OLD)::jsonb - 'shipped' - 'note'
-		USING ERRCODE = 'object_not_in_prerequisite_state',
-			  HINT = 'Update it instead (it becomes yours, and pg_dump keeps it); set cheaper_provider and cheaper_model to NULL to switch the suggestion off.';
-END $$;
+-- shipped rows are corrected, kept and restored as the catalog's are
 CREATE TRIGGER model_tiers_corrected BEFORE UPDATE ON @extschema@.model_tiers
 	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_corrected();
 CREATE TRIGGER model_tiers_shipped_kept BEFORE DELETE ON @extschema@.model_tiers
-	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.model_tier_kept();
+	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_kept();
 CREATE TRIGGER model_tiers_restored BEFORE INSERT ON @extschema@.model_tiers
-	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.model_tier_restored();
-REVOKE EXECUTE ON FUNCTION @extschema@.model_tier_restored(), @extschema@.model_tier_kept() FROM PUBLIC;
+	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.shipped_row_restored();
 
 -- the shipped tiers: each premium model of the shipped catalog and the
 -- current small model of its family (a row a user already has is kept)

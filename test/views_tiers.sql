@@ -58,8 +58,8 @@ SELECT ok(has_table_privilege('tokenledger_admin', 'tokenledger.model_tiers', 'I
 		  AND has_table_privilege('tokenledger_admin', 'tokenledger.model_tiers', 'UPDATE')
 		  AND has_table_privilege('tokenledger_admin', 'tokenledger.model_tiers', 'DELETE'),
 		  'an admin writes model_tiers');
-SELECT ok(NOT has_function_privilege('public', 'tokenledger.model_tier_restored()', 'EXECUTE')
-		  AND NOT has_function_privilege('public', 'tokenledger.model_tier_kept()', 'EXECUTE')
+SELECT ok(NOT has_function_privilege('public', 'tokenledger.shipped_row_restored()', 'EXECUTE')
+		  AND NOT has_function_privilege('public', 'tokenledger.shipped_row_kept()', 'EXECUTE')
 		  AND NOT has_function_privilege('public', 'tokenledger.price_of(tokenledger.tokens, text, text, text, timestamptz, bigint)', 'EXECUTE'),
 		  'PUBLIC runs neither the trigger functions nor price_of');
 -- pg_dump keeps the users' rows only
