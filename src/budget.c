@@ -1328,15 +1328,28 @@ budget_change_context(void *arg)
  * stall all recording behind a budget change, which then fails with 55P03
  * and can be made again.
  */
-static void
-lock_ledger_for_budget_change(const LedgerOids *o)
+/*
+ * lock_timeout capped at 5 seconds for the waits of a change that holds
+ * recorders off (budget and rollup recounts), until AtEOXact_GUC(true, n)
+ * of the level returned.
+ */
+int
+ledger_cap_lock_timeout(void)
 {
-	ErrorContextCallback context;
-	int                  nest = NewGUCNestLevel();
+	int nest = NewGUCNestLevel();
 
 	if (LockTimeout == 0 || LockTimeout > 5000)
 		(void) set_config_option("lock_timeout", "5s", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 								 true, 0, false);
+	return nest;
+}
+
+static void
+lock_ledger_for_budget_change(const LedgerOids *o)
+{
+	ErrorContextCallback context;
+	int                  nest = ledger_cap_lock_timeout();
+
 	context.callback = budget_change_context;
 	context.arg = NULL;
 	context.previous = error_context_stack;

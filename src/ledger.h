@@ -132,6 +132,7 @@ extern const CachedBudget     *catalog_budgets(int *n);
 extern void budget_init(void);
 extern int  ledger_claim_slot(void);
 extern bool ledger_try_lock_slot(int slot);
+extern int  ledger_cap_lock_timeout(void);
 
 /* rollup.c */
 extern void rollup_init(void);
@@ -140,7 +141,8 @@ extern void rollup_flush(bool all);
 extern bool rollup_pending(void);
 
 /* ledger_trigger.c */
-extern void map_columns(ColumnMap *map, Relation rel, const char *const *names, int n);
+extern void  map_columns(ColumnMap *map, Relation rel, const char *const *names, int n);
+extern char *text_or_null(Datum *values, bool *nulls, int col);
 
 /* access.c */
 extern bool ledger_privileged(Relation rel);

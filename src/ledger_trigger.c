@@ -121,7 +121,8 @@ map_columns(ColumnMap *map, Relation rel, const char *const *names, int n)
 	map->natts = desc->natts;
 }
 
-static char *
+/* a text column's value, or NULL for SQL NULL */
+char *
 text_or_null(Datum *values, bool *nulls, int col)
 {
 	return nulls[col] ? NULL : TextDatumGetCString(values[col]);

@@ -163,24 +163,30 @@ key_match(const void *key1, const void *key2, Size keysize)
 	return 0;
 }
 
-static void
-ensure_pending(void)
+/* a hash table in cxt whose entries start with a RollupKey */
+static HTAB *
+key_table(const char *name, Size entrysize, long nelem, MemoryContext cxt)
 {
 	HASHCTL ctl;
 
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(RollupKey);
+	ctl.entrysize = entrysize;
+	ctl.hash = key_hash;
+	ctl.match = key_match;
+	ctl.hcxt = cxt;
+	return hash_create(name, nelem, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+static void
+ensure_pending(void)
+{
 	if (pending != NULL)
 		return;
 	if (pending_cxt == NULL)
 		pending_cxt =
 			AllocSetContextCreate(TopMemoryContext, "tokenledger rollups", ALLOCSET_DEFAULT_SIZES);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(RollupKey);
-	ctl.entrysize = sizeof(RollupEntry);
-	ctl.hash = key_hash;
-	ctl.match = key_match;
-	ctl.hcxt = pending_cxt;
-	pending = hash_create("tokenledger pending rollups", 64, &ctl,
-						  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	pending = key_table("tokenledger pending rollups", sizeof(RollupEntry), 64, pending_cxt);
 }
 
 static void
@@ -298,12 +304,6 @@ static const char *const usage_columns[U_NCOLS] = {
 	"requests",    "cost",        "team",     "initiative", "environment",  "entry"};
 static ColumnMap usage_map = {InvalidOid, 0, {0}};
 
-static char *
-text_value(Datum *values, bool *nulls, int col)
-{
-	return nulls[col] ? NULL : TextDatumGetCString(values[col]);
-}
-
 /*
  * Add a usage row (sign 1) or take it away (sign -1, the row as it was
  * before reprice() filled its cost in).
@@ -341,16 +341,16 @@ rollup_usage_row(Relation rel, HeapTuple tuple, bool inserted, int sign)
 	key.kind = ROLLUP_USAGE;
 	key.subid = GetCurrentSubTransactionId();
 	key.stretch = c ? catalog_fx_stretch(c->currency, at) : catalog_fx_stretch("", at);
-	key.keys[0] = text_value(values, nulls, U_PROVIDER);
-	model = text_value(values, nulls, U_MODEL);
+	key.keys[0] = text_or_null(values, nulls, U_PROVIDER);
+	model = text_or_null(values, nulls, U_MODEL);
 	/* the catalog model of a call with a cost; an unpriced one's as recorded */
 	resolved = c ? catalog_resolve_model(key.keys[0], model) : NULL;
 	key.keys[1] = resolved ? resolved : model;
-	key.keys[2] = text_value(values, nulls, U_TIER);
+	key.keys[2] = text_or_null(values, nulls, U_TIER);
 	key.keys[3] = c ? c->currency : NULL;
-	key.keys[4] = text_value(values, nulls, U_TEAM);
-	key.keys[5] = text_value(values, nulls, U_INITIATIVE);
-	key.keys[6] = text_value(values, nulls, U_ENVIRONMENT);
+	key.keys[4] = text_or_null(values, nulls, U_TEAM);
+	key.keys[5] = text_or_null(values, nulls, U_INITIATIVE);
+	key.keys[6] = text_or_null(values, nulls, U_ENVIRONMENT);
 	e = entry_for(&key);
 
 	t = DatumGetTokensP(values[U_TOKENS]);
@@ -413,7 +413,7 @@ rollup_outcome_row(Relation rel, HeapTuple tuple)
 	key.subid = GetCurrentSubTransactionId();
 	key.stretch =
 		catalog_fx_stretch(v ? v->currency : "", DatumGetTimestampTz(values[O_OCCURRED_AT]));
-	key.keys[0] = text_value(values, nulls, O_INITIATIVE);
+	key.keys[0] = text_or_null(values, nulls, O_INITIATIVE);
 	key.keys[1] = v ? v->currency : NULL;
 	e = entry_for(&key);
 	e->sums[0] += 1;
@@ -479,21 +479,12 @@ tid_entry(const RollupEntry *e, int slot, bool create)
 	}
 	if (tid_cache == NULL)
 	{
-		HASHCTL ctl;
-
 		if (!create)
 			return NULL;
 		if (tid_cxt == NULL)
 			tid_cxt = AllocSetContextCreate(TopMemoryContext, "tokenledger rollup rows",
 											ALLOCSET_DEFAULT_SIZES);
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(RollupKey);
-		ctl.entrysize = sizeof(TidEntry);
-		ctl.hash = key_hash;
-		ctl.match = key_match;
-		ctl.hcxt = tid_cxt;
-		tid_cache = hash_create("tokenledger rollup rows", 256, &ctl,
-								HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+		tid_cache = key_table("tokenledger rollup rows", sizeof(TidEntry), 256, tid_cxt);
 		tid_generation = o->generation;
 	}
 	k.subid = (SubTransactionId) slot;
@@ -1009,12 +1000,9 @@ static void
 lock_ledger_for_recount(const LedgerOids *o)
 {
 	Oid         rels[2] = {o->usage, o->outcomes};
-	int         nest = NewGUCNestLevel();
+	int         nest = ledger_cap_lock_timeout();
 	TimestampTz deadline;
 
-	if (LockTimeout == 0 || LockTimeout > 5000)
-		(void) set_config_option("lock_timeout", "5s", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-								 true, 0, false);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LockTimeout);
 	for (int first = 0;; first = 1 - first)
 	{
