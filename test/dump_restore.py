@@ -34,7 +34,7 @@ import time
 
 import psycopg
 from psycopg.sql import Identifier
-from tap import check, results
+from tap import check, results, Failed, step
 
 
 PREFIX = "tokenledger_dump_"
@@ -283,18 +283,6 @@ def restore_checked(variant, tool_desc, cmd, db, listen=True):
 def createdb(admin, db):
     admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
     admin.execute(f"CREATE DATABASE {db}")
-
-
-class Failed(Exception):
-    """A step the rest depends on failed (and was reported)."""
-
-
-def step(description, fn, *args):
-    try:
-        return fn(*args)
-    except psycopg.Error as e:
-        check(False, description, f"{type(e).__name__}: {e}")
-        raise Failed() from e
 
 
 def main():

@@ -5,6 +5,8 @@ this module is found beside them.
 """
 import sys
 
+import psycopg
+
 results = []
 
 
@@ -25,3 +27,17 @@ def comment(text):
     for line in str(text).splitlines():
         print(f"# {line}")
     sys.stdout.flush()
+
+
+class Failed(Exception):
+    """A step the rest depends on failed (and was reported)."""
+
+
+def step(description, fn, *args):
+    """Run a step the rest depends on: a database error is reported as a
+    failed check and raised again as Failed."""
+    try:
+        return fn(*args)
+    except psycopg.Error as e:
+        check(False, description, f"{type(e).__name__}: {e}")
+        raise Failed() from e

@@ -37,7 +37,7 @@ import sys
 
 import psycopg
 from psycopg.sql import Identifier
-from tap import check, comment, results
+from tap import check, comment, results, Failed, step
 
 
 DB_A = "tokenledger_upgrade_a"
@@ -558,18 +558,6 @@ def record_1_0(conn):
     x("SELECT record_outcome('support-triage', 'ticket_resolved', 1, value => '5 USD', external_ref => 'zd-2')")
     x("SELECT record_outcome('new-initiative', 'lead', 2)")
     x("SELECT budget_reserve(team => 'research', estimate => '1.5 USD', ttl => '1 day')")
-
-
-class Failed(Exception):
-    """A step the rest depends on failed (and was reported)."""
-
-
-def step(description, fn, *args):
-    try:
-        return fn(*args)
-    except psycopg.Error as e:
-        check(False, description, f"{type(e).__name__}: {e}")
-        raise Failed() from e
 
 
 def main():
