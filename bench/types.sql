@@ -30,21 +30,8 @@ CREATE UNLOGGED TABLE bench_cost AS
 	SELECT cost(v, 'USD') AS v FROM bench_numeric;
 VACUUM ANALYZE bench_bigint, bench_numeric, bench_cost;
 
--- median wall time in ms of running q n times (after one warm-up run)
-CREATE OR REPLACE FUNCTION pg_temp.bench_ms(q text, n int) RETURNS numeric
-LANGUAGE plpgsql AS $$
-DECLARE
-	t0 timestamptz;
-	times numeric[] := '{}';
-BEGIN
-	EXECUTE q;
-	FOR i IN 1 .. n LOOP
-		t0 := clock_timestamp();
-		EXECUTE q;
-		times := times || (extract(epoch FROM clock_timestamp() - t0) * 1000)::numeric;
-	END LOOP;
-	RETURN (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY x) FROM unnest(times) x);
-END $$;
+-- bench_ms(q, n): median wall time in ms of n runs of q
+\ir bench_ms.sql
 
 CREATE TEMP TABLE timings (name text PRIMARY KEY, ms numeric);
 INSERT INTO timings VALUES
