@@ -1064,6 +1064,17 @@ catalog_fx_rate(const char *from, const char *to, TimestampTz at)
 	return rate;
 }
 
+/* the start of the UTC clock hour of "at" (infinity stays as it is) */
+TimestampTz
+utc_hour_start(TimestampTz at)
+{
+	TimestampTz into = at % USECS_PER_HOUR;
+
+	if (TIMESTAMP_NOT_FINITE(at))
+		return at;
+	return at - into - (into < 0 ? USECS_PER_HOUR : 0);
+}
+
 /*
  * The start of the stretch of time that "at" falls in within which no rate
  * of "currency" (to or from any other) changes and the clock hour (UTC) is
@@ -1074,7 +1085,7 @@ catalog_fx_rate(const char *from, const char *to, TimestampTz at)
 TimestampTz
 catalog_fx_stretch(const char *currency, TimestampTz at)
 {
-	TimestampTz     start = at - at % USECS_PER_HOUR;
+	TimestampTz     start = utc_hour_start(at);
 	HASH_SEQ_STATUS seq;
 	FxSet          *set;
 	size_t          len = strlen(currency);
@@ -1082,8 +1093,6 @@ catalog_fx_stretch(const char *currency, TimestampTz at)
 	/* infinity is its own stretch */
 	if (TIMESTAMP_NOT_FINITE(at))
 		return at;
-	if (at % USECS_PER_HOUR < 0)
-		start -= USECS_PER_HOUR;
 	catalog_ensure(PART_FX);
 	hash_seq_init(&seq, fx_sets);
 	while ((set = hash_seq_search(&seq)) != NULL)

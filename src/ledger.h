@@ -117,6 +117,7 @@ extern SPIPlanPtr owner_sql_plan(KeptPlan *cp, const char *sql, int nargs, const
 extern void budget_from_row(CachedBudget *b, HeapTuple tup, TupleDesc desc, MemoryContext cxt);
 extern const CachedBudget *catalog_budget(int64 id);
 extern Numeric             catalog_fx_rate(const char *from, const char *to, TimestampTz at);
+extern TimestampTz         utc_hour_start(TimestampTz at);
 extern TimestampTz         catalog_fx_stretch(const char *currency, TimestampTz at);
 extern bool        catalog_convert(int64 nanos, const char *from, const char *to, TimestampTz at,
 								   int64 *result);

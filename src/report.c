@@ -83,11 +83,7 @@ fx_stretch(PG_FUNCTION_ARGS)
 	if (TIMESTAMP_NOT_FINITE(at))
 		PG_RETURN_TIMESTAMPTZ(at);
 	if (PG_ARGISNULL(0))
-	{
-		TimestampTz start = at - at % USECS_PER_HOUR;
-
-		PG_RETURN_TIMESTAMPTZ(at % USECS_PER_HOUR < 0 ? start - USECS_PER_HOUR : start);
-	}
+		PG_RETURN_TIMESTAMPTZ(utc_hour_start(at));
 	currency_arg(PG_GETARG_TEXT_PP(0), cur);
 	PG_RETURN_TIMESTAMPTZ(catalog_fx_stretch(cur, at));
 }

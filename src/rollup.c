@@ -340,7 +340,7 @@ rollup_usage_row(Relation rel, HeapTuple tuple, bool inserted, int sign)
 	memset(&key, 0, sizeof(key));
 	key.kind = ROLLUP_USAGE;
 	key.subid = GetCurrentSubTransactionId();
-	key.stretch = c ? catalog_fx_stretch(c->currency, at) : catalog_fx_stretch("", at);
+	key.stretch = c ? catalog_fx_stretch(c->currency, at) : utc_hour_start(at);
 	key.keys[0] = text_or_null(values, nulls, U_PROVIDER);
 	model = text_or_null(values, nulls, U_MODEL);
 	/* the catalog model of a call with a cost; an unpriced one's as recorded */
@@ -411,8 +411,8 @@ rollup_outcome_row(Relation rel, HeapTuple tuple)
 	memset(&key, 0, sizeof(key));
 	key.kind = ROLLUP_OUTCOMES;
 	key.subid = GetCurrentSubTransactionId();
-	key.stretch =
-		catalog_fx_stretch(v ? v->currency : "", DatumGetTimestampTz(values[O_OCCURRED_AT]));
+	key.stretch = v ? catalog_fx_stretch(v->currency, DatumGetTimestampTz(values[O_OCCURRED_AT]))
+					: utc_hour_start(DatumGetTimestampTz(values[O_OCCURRED_AT]));
 	key.keys[0] = text_or_null(values, nulls, O_INITIATIVE);
 	key.keys[1] = v ? v->currency : NULL;
 	e = entry_for(&key);
@@ -926,9 +926,7 @@ rollup_compact(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 	{
-		TimestampTz started = GetCurrentTransactionStartTimestamp();
-
-		before = started - started % USECS_PER_HOUR;
+		before = utc_hour_start(GetCurrentTransactionStartTimestamp());
 	}
 	else
 		before = PG_GETARG_TIMESTAMPTZ(0);
@@ -1107,11 +1105,7 @@ rollup_recount(PG_FUNCTION_ARGS)
 		for (int i = 0; i < n; i++)
 			if (!elem_nulls[i])
 			{
-				TimestampTz t = DatumGetTimestampTz(elems[i]);
-
-				if (!TIMESTAMP_NOT_FINITE(t))
-					t -= t % USECS_PER_HOUR + (t % USECS_PER_HOUR < 0 ? USECS_PER_HOUR : 0);
-				elems[i] = TimestampTzGetDatum(t);
+				elems[i] = TimestampTzGetDatum(utc_hour_start(DatumGetTimestampTz(elems[i])));
 			}
 		args[0] = PointerGetDatum(construct_md_array(elems, elem_nulls, 1, &n, (int[]){1},
 													 TIMESTAMPTZOID, sizeof(TimestampTz),
