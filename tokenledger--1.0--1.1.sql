@@ -1460,7 +1460,9 @@ COMMENT ON COLUMN @extschema@.token_maxing.currency IS 'currency of spend: token
 -- the sum of "BilledCost" per "BillingCurrency" is the ledger's sum of cost
 -- per currency.
 -- Rows are UTC days; a day's rows of one kind are split further by the
--- price row that priced them ("SkuPriceId") and by "ChargeClass"
+-- price row that priced them ("SkuPriceId") and by "ChargeClass".
+-- "Tags" is the JSON object as text, as FOCUS files carry it (a jsonb
+-- column is a type BI clients do not know)
 CREATE VIEW @extschema@.focus_export WITH (security_invoker = true) AS
 SELECT round(g.billed, 9) AS "BilledCost",
 	   round(g.billed, 9) AS "EffectiveCost",
@@ -1495,7 +1497,7 @@ SELECT round(g.billed, 9) AS "BilledCost",
 	   g.price_id::text AS "SkuPriceId",
 	   g.team AS "SubAccountId",
 	   pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-		   'initiative', g.initiative, 'team', g.team, 'app', g.app, 'environment', g.environment)) AS "Tags",
+		   'initiative', g.initiative, 'team', g.team, 'app', g.app, 'environment', g.environment))::text AS "Tags",
 	   g.initiative AS "x_Initiative",
 	   g.requests::bigint AS "x_Requests",
 	   g.unpriced_requests::bigint AS "x_UnpricedRequests"
@@ -1569,7 +1571,7 @@ COMMENT ON COLUMN @extschema@.focus_export."ServiceName" IS 'FOCUS ServiceName: 
 COMMENT ON COLUMN @extschema@.focus_export."SkuId" IS 'FOCUS SkuId: provider/model/service tier (the catalog model the call resolved to, else as recorded)';
 COMMENT ON COLUMN @extschema@.focus_export."SkuPriceId" IS 'FOCUS SkuPriceId: the id of the prices row that priced the calls (the new price of a rerate); NULL for given costs, unpriced calls and adjustments';
 COMMENT ON COLUMN @extschema@.focus_export."SubAccountId" IS 'FOCUS SubAccountId: the team';
-COMMENT ON COLUMN @extschema@.focus_export."Tags" IS 'FOCUS Tags: a JSON object of initiative, team, app and environment (app and environment when all the row''s calls share one; NULL values left out)';
+COMMENT ON COLUMN @extschema@.focus_export."Tags" IS 'FOCUS Tags: a JSON object of initiative, team, app and environment, as text (keys in jsonb''s order; app and environment when all the row''s calls share one; NULL values left out)';
 COMMENT ON COLUMN @extschema@.focus_export."x_Initiative" IS 'custom column: the initiative (NULL: unattributed spend)';
 COMMENT ON COLUMN @extschema@.focus_export."x_Requests" IS 'custom column: calls (the requests of call entries)';
 COMMENT ON COLUMN @extschema@.focus_export."x_UnpricedRequests" IS 'custom column: calls recorded without a price (they add 0 to BilledCost)';
@@ -1857,11 +1859,14 @@ COMMENT ON COLUMN @extschema@.spend_anomalies.currency IS 'ISO 4217 code of the 
 -- sees it): the rows of the budget's scope (the accounting's own
 -- definition, budget_applies), converted to its currency at each row's
 -- time; spend no rate converts is left out, as it is of spent (see
--- unconverted).  A 'total' period has no end: no projected_spend, and
--- projected_exhaustion whenever the rate reaches the amount.
+-- unconverted).  A 'total' period has no bounds: period_start and
+-- period_end are NULL (BI clients read no infinite timestamps), no
+-- projected_spend, and projected_exhaustion whenever the rate reaches the
+-- amount by the end of year 9999 (the last date clients' calendars hold).
 CREATE OR REPLACE VIEW @extschema@.budget_status WITH (security_invoker = true) AS
 SELECT b.id AS budget_id, b.name, b.scope, b.scope_value, b.period, b.time_zone, b.mode, b.active,
-	   c.ps AS period_start, c.pe AS period_end,
+	   CASE WHEN isfinite(c.ps) THEN c.ps END AS period_start,
+	   CASE WHEN isfinite(c.pe) THEN c.pe END AS period_end,
 	   @extschema@.amount(c.spent) AS spent,
 	   @extschema@.amount(c.reserved) AS reserved,
 	   @extschema@.amount(b.amount) AS amount,
@@ -1880,9 +1885,11 @@ SELECT b.id AS budget_id, b.name, b.scope, b.scope_value, b.period, b.time_zone,
 			WHEN f.elapsed > 0 AND r.spend > 0 THEN (
 				SELECT now() + make_interval(secs => e.secs::float8)
 				FROM (SELECT (@extschema@.amount(b.amount) - @extschema@.amount(c.spent)) * f.elapsed / r.spend AS secs) e
-				-- before the period ends (or the last time a timestamptz holds)
-				WHERE e.secs < coalesce(f.remaining_secs,
-										extract(epoch FROM timestamptz '294276-12-31 00:00:00+00' - now())))
+				-- before the period ends, and by the end of year 9999 in the
+				-- reading session's time zone (a cast, evaluated as the view is
+				-- read: a timestamptz literal would keep the zone it was created in)
+				WHERE (f.remaining_secs IS NULL OR e.secs < f.remaining_secs)
+				  AND e.secs <= extract(epoch FROM timestamp '9999-12-31 23:59:59'::timestamptz - now()))
 			END AS projected_exhaustion
 FROM @extschema@.budgets b
 CROSS JOIN LATERAL (
@@ -1923,12 +1930,12 @@ COMMENT ON COLUMN @extschema@.budget_status.period IS 'day, week, month, quarter
 COMMENT ON COLUMN @extschema@.budget_status.time_zone IS 'the time zone of the budget''s calendar periods';
 COMMENT ON COLUMN @extschema@.budget_status.mode IS 'alert, or block (reservations beyond the amount are refused)';
 COMMENT ON COLUMN @extschema@.budget_status.active IS 'whether the budget counts spend';
-COMMENT ON COLUMN @extschema@.budget_status.period_start IS 'start of the current period (-infinity for total)';
-COMMENT ON COLUMN @extschema@.budget_status.period_end IS 'end (exclusive) of the current period (infinity for total)';
+COMMENT ON COLUMN @extschema@.budget_status.period_start IS 'start of the current period; NULL for total (a period with no start)';
+COMMENT ON COLUMN @extschema@.budget_status.period_end IS 'end (exclusive) of the current period; NULL for total (a period with no end)';
 COMMENT ON COLUMN @extschema@.budget_status.unconverted IS
 	'spend in the period that no exchange rate converts to the budget''s currency (e.g. 3.00 EUR), counted apart; NULL when none';
 COMMENT ON COLUMN @extschema@.budget_status.projected_spend IS 'spent + the period''s remaining time x the average spend rate of the last 7 days (of the period so far when shorter); NULL for total periods (no end) and inactive budgets';
-COMMENT ON COLUMN @extschema@.budget_status.projected_exhaustion IS 'when spent reaches the amount at that rate; now() when it already has; NULL when it does not before the period ends, with no spend in the last 7 days, or for inactive budgets';
+COMMENT ON COLUMN @extschema@.budget_status.projected_exhaustion IS 'when spent reaches the amount at that rate; now() when it already has; NULL when it does not before the period ends or by the end of year 9999 (in the session''s time zone), with no spend in the last 7 days, or for inactive budgets';
 
 -- readers read the tiers and the views (and price calls as the view does);
 -- admins keep the tiers

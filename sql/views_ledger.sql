@@ -199,6 +199,11 @@ SELECT to_char("ChargePeriodStart", 'YYYY-MM-DD') AS day, "ProviderName", "Servi
 	   "PricingUnit", "x_Requests", "x_UnpricedRequests", "Tags"
 FROM tokenledger.focus_export
 ORDER BY "ChargePeriodStart", "SkuId", "x_Initiative", "BillingCurrency", "ChargeCategory", "ChargeClass";
+-- "Tags" is text, the JSON object as a FOCUS file carries it: jsonb's own
+-- text (its keys in jsonb's order), an object on every row
+SELECT pg_typeof("Tags") AS tags_type, bool_and("Tags"::jsonb::text = "Tags") AS as_jsonb_prints,
+	   bool_and(jsonb_typeof("Tags"::jsonb) = 'object') AS objects
+FROM tokenledger.focus_export GROUP BY 1;
 SELECT "ChargeDescription", count(*) FROM tokenledger.focus_export GROUP BY 1 ORDER BY 1;
 -- the constant columns, the periods (UTC, end exclusive) and the four costs
 SELECT DISTINCT "ChargeFrequency", "ServiceCategory", "ProviderName" = "PublisherName"
@@ -234,7 +239,7 @@ SET TimeZone = 'America/New_York';
 SELECT * FROM tokenledger.unattributed_spend WHERE principal = 'gina';
 SELECT "ChargePeriodStart" AT TIME ZONE 'UTC' AS utc_start, "ChargePeriodEnd" AT TIME ZONE 'UTC' AS utc_end,
 	   "BillingPeriodStart" AT TIME ZONE 'UTC' AS utc_month
-FROM tokenledger.focus_export WHERE "Tags" @> '{"app": "notebook"}';
+FROM tokenledger.focus_export WHERE "Tags"::jsonb @> '{"app": "notebook"}';
 SET TimeZone = 'UTC';
 
 -- ---------------------------------------------------------------------------

@@ -261,6 +261,8 @@ INSERT INTO budgets (name, scope, scope_value, period, amount, active) VALUES
 	('fc-day', 'initiative', 'fc-day', 'day', '5 USD', true),
 	('fc-idle', 'initiative', 'fc-idle', 'total', '5 USD', true),
 	('fc-far', 'initiative', 'fc-far', 'total', '9000000000 USD', true),
+	('fc-ages', 'initiative', 'fc-ages', 'total', '100001 USD', true),
+	('fc-late', 'initiative', 'fc-late', 'total', '1000001 USD', true),
 	('fc-off', 'initiative', 'fc-total', 'total', '20 USD', false);
 BEGIN;
 INSERT INTO usage (occurred_at, provider, model, tokens, cost, initiative) VALUES
@@ -278,7 +280,10 @@ INSERT INTO usage (occurred_at, provider, model, tokens, cost, initiative) VALUE
 	-- fc-idle: 4 USD 8 days ago, nothing since
 	(now() - interval '8 days', 'acme', 'small', 'in=1 out=1', '4 USD', 'fc-idle'),
 	-- fc-far: one nano in the last 7 days, against 9e9 USD
-	(now() - interval '1 day', 'acme', 'small', 'in=1 out=1', '0.000000001 USD', 'fc-far');
+	(now() - interval '1 day', 'acme', 'small', 'in=1 out=1', '0.000000001 USD', 'fc-far'),
+	-- fc-ages and fc-late: 1 USD an hour ago
+	(now() - interval '1 hour', 'acme', 'small', 'in=1 out=1', '1 USD', 'fc-ages'),
+	(now() - interval '1 hour', 'acme', 'small', 'in=1 out=1', '1 USD', 'fc-late');
 -- fc-total, by hand: spent 3 + 4 + 3 = 10 USD (the CHF apart); the last 7 days
 --   (604800 s) spent 4 + 3 = 7: a rate of 1 USD a day; no end, so no
 --   projected_spend; the 10 USD left last 10 x 604800 / 7 = 864000 s = 10 days
@@ -286,8 +291,14 @@ INSERT INTO usage (occurred_at, provider, model, tokens, cost, initiative) VALUE
 -- fc-day: nothing spent, rate 0: projected 0, no exhaustion
 -- fc-idle: no spend in the last 7 days: no exhaustion (and no end)
 -- fc-far: 9e9 x 604800 / 1e-9 s is past the last timestamptz: none
+-- fc-ages: the 100000 USD left last 100000 x 604800 / 1 s = 700000 days
+--   (about 1917 years: before the end of year 9999)
+-- fc-late: the 1000000 USD left last 7000000 days (about 19165 years: after
+--   year 9999, which clients cannot read): none
 -- fc-off: inactive: no forecast
-SELECT name, period, spent, amount, status, unconverted, projected_spend,
+-- period_start and period_end: NULL for a total period (it has no bounds), set for a day
+SELECT name, period, period_start IS NULL AS no_start, period_end IS NULL AS no_end,
+	   spent, amount, status, unconverted, projected_spend,
 	   projected_exhaustion - now() AS exhausted_in
 FROM budget_status WHERE name <> 'fc-month' ORDER BY name;
 -- fc-month: spent 7; the rate is 7 over the time since the later of the

@@ -918,14 +918,16 @@ def checks_after_final_recordings(conn, notified):
         SELECT s.name, s.spent, l.spent, s.reserved, h.held
         FROM tokenledger.budget_status s
         JOIN tokenledger.budgets b ON b.id = s.budget_id
+        -- the current period (budget_status shows a total budget's as NULL)
+        CROSS JOIN LATERAL (SELECT tokenledger.period_start(b.period, now(), b.time_zone) AS ps) p
         CROSS JOIN LATERAL (
             SELECT coalesce(sum(tokenledger.amount(tokenledger.convert(u.cost, s.currency, u.occurred_at))), 0) AS spent
             FROM tokenledger.usage u
             WHERE u.cost IS NOT NULL AND tokenledger.budget_applies(b, u.team, u.initiative, u.principal, u.api_key, u.app)
-              AND tokenledger.period_start(b.period, u.occurred_at, b.time_zone) = s.period_start) l
+              AND tokenledger.period_start(b.period, u.occurred_at, b.time_zone) = p.ps) l
         CROSS JOIN LATERAL (
             SELECT coalesce(sum(tokenledger.amount(h.amount)), 0) AS held FROM tokenledger.budget_holds h
-            WHERE h.budget_id = b.id AND h.period_start = s.period_start AND h.expires_at > now()
+            WHERE h.budget_id = b.id AND h.period_start = p.ps AND h.expires_at > now()
               AND tokenledger.currency(h.amount) = s.currency) h
         WHERE s.active AND (s.spent <> l.spent OR s.reserved <> h.held)""")
     check(not status, "budget_status shows each active budget's current spend as the ledger has it, and its live holds",

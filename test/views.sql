@@ -6,7 +6,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tokenledger;
 SET LOCAL search_path = public, tokenledger;
-SELECT plan(12);
+SELECT plan(13);
 
 CREATE TEMP TABLE reporting(name) AS
 SELECT unnest(ARRAY['spend_daily', 'initiative_economics', 'run_economics', 'unattributed_spend',
@@ -35,6 +35,14 @@ SELECT is((SELECT array_agg(c.relname || '.' || a.attname ORDER BY 1) FROM repor
 		   WHERE t.typnamespace = 'tokenledger'::regnamespace
 			  OR t.typelem IN (SELECT oid FROM pg_type WHERE typnamespace = 'tokenledger'::regnamespace)),
 		  NULL, 'no reporting view has a column of a tokenledger type');
+
+SELECT is((SELECT array_agg(c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, NULL) ORDER BY 1)
+		   FROM reporting r
+		   JOIN pg_class c ON c.oid = to_regclass('tokenledger.' || r.name)
+		   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+		   WHERE a.atttypid NOT IN ('numeric'::regtype, 'bigint'::regtype, 'integer'::regtype, 'text'::regtype,
+									'date'::regtype, 'timestamptz'::regtype, 'boolean'::regtype)),
+		  NULL, 'every reporting view column is numeric, bigint, integer, text, date, timestamptz or boolean, as BI tools map them (no jsonb)');
 
 SELECT is((SELECT array_agg(r.name ORDER BY r.name) FROM reporting r
 		   WHERE NOT has_table_privilege('tokenledger_reader', 'tokenledger.' || r.name, 'SELECT')),

@@ -6,7 +6,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tokenledger;
 SET LOCAL search_path = public, tokenledger;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(29);
+SELECT plan(32);
 
 -- every column of the new views, of budget_status and of model_tiers has a comment
 SELECT is((SELECT array_agg(c.relname || '.' || a.attname ORDER BY c.relname, a.attnum)
@@ -176,6 +176,25 @@ SELECT ok((SELECT projected_exhaustion IS NULL OR (projected_exhaustion > now() 
 		  'projected_exhaustion falls within the period exactly when projected_spend passes the amount');
 SELECT is((SELECT projected_spend IS NULL AND projected_exhaustion > now() FROM budget_status WHERE name = 'tap-global'),
 		  true, 'a total budget has no projected_spend, but runs out at some time');
+-- a total budget's period has no bounds, and its exhaustion is shown up to
+-- the end of year 9999 in the session's time zone: a budget that runs out at
+-- 9999-12-31 20:00 UTC (1 USD spent an hour ago: 1 USD a week, and the
+-- amount 1 USD + a week's dollar for each week until then)
+INSERT INTO budgets (name, scope, scope_value, period, amount) VALUES
+	('tap-9999', 'initiative', 'tap-9999', 'total',
+	 cost(round(1 + extract(epoch FROM timestamptz '9999-12-31 20:00:00+00' - now()) / 604800, 9), 'USD'));
+INSERT INTO usage (occurred_at, provider, model, tokens, cost, initiative)
+VALUES (now() - interval '1 hour', 'acme', 'm', 'in=1 out=1', '1 USD', 'tap-9999');
+SELECT is((SELECT ARRAY[period_start, period_end] FROM budget_status WHERE name = 'tap-9999'),
+		  ARRAY[NULL, NULL]::timestamptz[], 'a total budget''s period_start and period_end are NULL');
+SET LOCAL TimeZone = 'Etc/GMT+12';
+SELECT ok((SELECT abs(extract(epoch FROM projected_exhaustion - timestamptz '9999-12-31 20:00:00+00')) < 1
+		   FROM budget_status WHERE name = 'tap-9999'),
+		  'an exhaustion at 9999-12-31 20:00 UTC is shown where that is still year 9999 (08:00 at UTC-12)');
+SET LOCAL TimeZone = 'Pacific/Kiritimati';
+SELECT is((SELECT projected_exhaustion FROM budget_status WHERE name = 'tap-9999'), NULL::timestamptz,
+		  'and is NULL where it is year 10000 (10:00 on 1 January at UTC+14), which clients cannot read');
+SET LOCAL TimeZone = 'UTC';
 
 SELECT * FROM finish();
 ROLLBACK;
