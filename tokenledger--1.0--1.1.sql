@@ -259,6 +259,23 @@ ALTER TABLE @extschema@.budget_spend DROP CONSTRAINT budget_spend_pkey;
 ALTER TABLE @extschema@.budget_spend ADD PRIMARY KEY (budget_id, period_start, slot, currency);
 COMMENT ON TABLE @extschema@.budget_spend IS
 	'spend counted against each budget and period, kept by the ledger''s insert path: a period''s spend is the sum of its slots; rows in another currency than the budget''s hold spend no exchange rate converts';
+-- counter rows are updated by every recording: with room on their pages,
+-- the versions each update leaves behind are pruned while they are few
+ALTER TABLE @extschema@.budget_spend SET (fillfactor = 10);
+
+-- an upper bound of each budget's spend in its latest period, set by the
+-- recount and raised in place by the insert path, so that a commit far
+-- below a budget's thresholds does not read its counters (src/bound.c)
+CREATE TABLE @extschema@.budget_bounds (
+	budget_id bigint PRIMARY KEY,
+	period_start timestamptz NOT NULL,
+	bound bigint NOT NULL
+);
+COMMENT ON TABLE @extschema@.budget_bounds IS
+	'internal: per budget, an upper bound (nanos, in the budget''s currency) of the spend written into its counters for period_start, kept in place outside MVCC by the insert path and set exactly by budget_recount';
+-- dumped with the counters: a bound read after the dump's snapshot is still
+-- at least the spend that snapshot holds
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.budget_bounds', '');
 
 -- alerts are checked when the recording transaction commits, by the module
 DROP TRIGGER budget_checks_at_commit ON @extschema@.budget_checks;

@@ -63,6 +63,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
@@ -320,17 +321,66 @@ scope_matches(BudgetScope scope, const char *scope_value, const char *const row_
 		   strcmp(row_scopes[scope], scope_value) == 0;
 }
 
-/* the start of the period a time falls in: the one definition */
+/* truncated to a budget's period in its time zone */
+static TimestampTz
+trunc_period(const CachedBudget *b, TimestampTz at)
+{
+	return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_trunc_zone, b->period,
+												   TimestampTzGetDatum(at), b->time_zone));
+}
+
+/*
+ * The start of the period a time falls in: the one definition.  Rows come
+ * in time order, so the last period found is kept on the budget and the
+ * time zone is consulted only when a row falls outside it.
+ */
 static TimestampTz
 period_of(const CachedBudget *b, TimestampTz at)
 {
-	TimestampTz start;
+	CachedBudget *cache = unconstify(CachedBudget *, b);
+	TimestampTz   start;
+	int64         longest; /* a period's longest length, daylight saving included */
+	char         *period;
 
 	if (b->total)
+	{
 		TIMESTAMP_NOBEGIN(start);
+		return start;
+	}
+	if (b->period_from < b->period_until && at >= b->period_from && at < b->period_until)
+		return b->period_from;
+	start = trunc_period(b, at);
+	if (TIMESTAMP_NOT_FINITE(start) || TIMESTAMP_NOT_FINITE(at))
+		return start;
+
+	/*
+	 * The next period starts where "start + longest" falls, which is within
+	 * the next period; that it does (the microsecond before it is still in
+	 * this period) is checked, and nothing is kept if it is not.
+	 */
+	period = TextDatumGetCString(b->period);
+	if (strcmp(period, "day") == 0)
+		longest = 26 * USECS_PER_HOUR;
+	else if (strcmp(period, "week") == 0)
+		longest = 8 * USECS_PER_DAY;
+	else if (strcmp(period, "month") == 0)
+		longest = 32 * USECS_PER_DAY;
+	else if (strcmp(period, "quarter") == 0)
+		longest = 93 * USECS_PER_DAY;
 	else
-		start = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_trunc_zone, b->period,
-														TimestampTzGetDatum(at), b->time_zone));
+		longest = 367 * USECS_PER_DAY;
+	pfree(period);
+	cache->period_from = cache->period_until = 0;
+	if (start < END_TIMESTAMP - longest)
+	{
+		TimestampTz next = trunc_period(b, start + longest);
+
+		if (next > start && trunc_period(b, next - 1) == start)
+		{
+			cache->period_from = start;
+			cache->period_until = next;
+		}
+	}
 	return start;
 }
 
@@ -607,30 +657,119 @@ init_spend_period_keys(ScanKeyData *keys, int64 budget_id, TimestampTz period_st
 }
 
 /*
+ * Where this backend last wrote each counter row of its slot (the key's
+ * subid holding the slot): a backend mostly records into the same slot, so
+ * the next statement finds the row by its TID, without the index.  A TID is
+ * only a hint: the row found there is used only when it is visible, is the
+ * newest version, and has that budget, period, slot and currency; else the
+ * index is searched.
+ */
+typedef struct SpendTid
+{
+	PendingKey      key;
+	ItemPointerData tid;
+} SpendTid;
+
+#define SPEND_TIDS_MAX 4096
+static HTAB  *spend_tids = NULL;
+static uint64 spend_tids_generation = 0;
+
+static SpendTid *
+spend_tid(const PendingKey *counter, int slot, bool create)
+{
+	uint64     generation = ledger_oids()->generation;
+	PendingKey k = *counter;
+
+	if (spend_tids != NULL &&
+		(spend_tids_generation != generation || hash_get_num_entries(spend_tids) >= SPEND_TIDS_MAX))
+	{
+		hash_destroy(spend_tids);
+		spend_tids = NULL;
+	}
+	if (spend_tids == NULL)
+	{
+		if (!create)
+			return NULL;
+		spend_tids = make_hash("tokenledger counter rows", sizeof(PendingKey), sizeof(SpendTid),
+							   TopMemoryContext);
+		spend_tids_generation = generation;
+	}
+	k.subid = (SubTransactionId) slot;
+	return hash_search(spend_tids, &k, create ? HASH_ENTER : HASH_FIND, NULL);
+}
+
+/* the counter row at a remembered TID, if it is still the slot's row of the counter */
+static bool
+spend_row_by_tid(Relation rel, BlockNumber nblocks, const PendingKey *counter, int slot,
+				 HeapTuple tup, Buffer *buf)
+{
+	TupleDesc desc = RelationGetDescr(rel);
+	SpendTid *t = spend_tid(counter, slot, false);
+	bool      isnull;
+	bool      same;
+
+	if (t == NULL || !ItemPointerIsValid(&t->tid) || ItemPointerGetBlockNumber(&t->tid) >= nblocks)
+		return false;
+	/* prune first, as an index fetch would, so that the update fits on the page */
+	*buf = ReadBuffer(rel, ItemPointerGetBlockNumber(&t->tid));
+	heap_page_prune_opt(rel, *buf);
+	ReleaseBuffer(*buf);
+	*buf = InvalidBuffer;
+	tup->t_self = t->tid;
+	if (!heap_fetch(rel, SnapshotSelf, tup, buf, false))
+		return false;
+	same = ItemPointerEquals(&tup->t_self, &tup->t_data->t_ctid) &&
+		   DatumGetInt64(heap_getattr(tup, spend_map.attno[S_BUDGET_ID] + 1, desc, &isnull)) ==
+			   counter->budget_id &&
+		   DatumGetTimestampTz(heap_getattr(tup, spend_map.attno[S_PERIOD_START] + 1, desc,
+											&isnull)) == counter->period_start &&
+		   DatumGetInt16(heap_getattr(tup, spend_map.attno[S_SLOT] + 1, desc, &isnull)) == slot;
+	if (same)
+	{
+		Datum d = heap_getattr(tup, spend_map.attno[S_SPENT] + 1, desc, &isnull);
+
+		same = !isnull && memcmp(DatumGetCostP(d)->currency, counter->currency, CURRENCY_LEN) == 0;
+	}
+	if (!same)
+	{
+		ReleaseBuffer(*buf);
+		*buf = InvalidBuffer;
+	}
+	return same;
+}
+
+/*
  * Add to one counter row of a slot (creating it when absent) as much of
  * "delta" as the row can hold; returns the rest.
  */
 static int128
-add_to_slot_row(Relation rel, CatalogIndexState indstate, const LedgerOids *o,
+add_to_slot_row(Relation rel, BlockNumber nblocks, CatalogIndexState indstate, const LedgerOids *o,
 				const PendingSpend *e, int slot, int128 delta)
 {
-	TupleDesc   desc = RelationGetDescr(rel);
-	ScanKeyData keys[4];
-	SysScanDesc scan;
-	HeapTuple   tup;
-	AttrNumber  currency_attno = spend_currency_attno;
-	int128      before = 0;
-	int128      after;
+	TupleDesc     desc = RelationGetDescr(rel);
+	ScanKeyData   keys[4];
+	SysScanDesc   scan = NULL;
+	HeapTuple     tup = NULL;
+	HeapTupleData by_tid;
+	Buffer        buf = InvalidBuffer;
+	AttrNumber    currency_attno = spend_currency_attno;
+	int128        before = 0;
+	int128        after;
 
-	init_spend_period_keys(keys, e->key.budget_id, e->key.period_start);
-	ScanKeyInit(&keys[2], spend_map.attno[S_SLOT] + 1, BTEqualStrategyNumber, F_INT2EQ,
-				Int16GetDatum((int16) slot));
-	if (currency_attno > 0)
-		ScanKeyInit(&keys[3], currency_attno, BTEqualStrategyNumber, F_TEXTEQ,
-					CStringGetTextDatum(e->key.currency));
-	scan = systable_beginscan(rel, o->budget_spend_key, true, SnapshotSelf,
-							  currency_attno > 0 ? 4 : 3, keys);
-	tup = systable_getnext(scan);
+	if (spend_row_by_tid(rel, nblocks, &e->key, slot, &by_tid, &buf))
+		tup = &by_tid;
+	else
+	{
+		init_spend_period_keys(keys, e->key.budget_id, e->key.period_start);
+		ScanKeyInit(&keys[2], spend_map.attno[S_SLOT] + 1, BTEqualStrategyNumber, F_INT2EQ,
+					Int16GetDatum((int16) slot));
+		if (currency_attno > 0)
+			ScanKeyInit(&keys[3], currency_attno, BTEqualStrategyNumber, F_TEXTEQ,
+						CStringGetTextDatum(e->key.currency));
+		scan = systable_beginscan(rel, o->budget_spend_key, true, SnapshotSelf,
+								  currency_attno > 0 ? 4 : 3, keys);
+		tup = systable_getnext(scan);
+	}
 	if (HeapTupleIsValid(tup))
 	{
 		bool  isnull;
@@ -652,6 +791,7 @@ add_to_slot_row(Relation rel, CatalogIndexState indstate, const LedgerOids *o,
 		HeapTuple newtup = heap_modify_tuple_by_cols(tup, desc, 1, &col, &v, &n);
 
 		CatalogTupleUpdateWithInfo(rel, &tup->t_self, newtup, indstate);
+		spend_tid(&e->key, slot, true)->tid = newtup->t_self;
 		heap_freetuple(newtup);
 	}
 	else if (after != before)
@@ -675,9 +815,13 @@ add_to_slot_row(Relation rel, CatalogIndexState indstate, const LedgerOids *o,
 		}
 		newtup = heap_form_tuple(desc, values, nulls);
 		CatalogTupleInsertWithInfo(rel, newtup, indstate);
+		spend_tid(&e->key, slot, true)->tid = newtup->t_self;
 		heap_freetuple(newtup);
 	}
-	systable_endscan(scan);
+	if (BufferIsValid(buf))
+		ReleaseBuffer(buf);
+	if (scan != NULL)
+		systable_endscan(scan);
 	return delta - (after - before);
 }
 
@@ -690,8 +834,8 @@ add_to_slot_row(Relation rel, CatalogIndexState indstate, const LedgerOids *o,
 #define SLOT_SPILL 10000
 
 static void
-add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const PendingSpend *e,
-			int slot)
+add_to_slot(Relation rel, BlockNumber nblocks, CatalogIndexState indstate, const LedgerOids *o,
+			const PendingSpend *e, int slot)
 {
 	int128 remaining = e->nanos;
 
@@ -702,7 +846,7 @@ add_to_slot(Relation rel, CatalogIndexState indstate, const LedgerOids *o, const
 							errmsg("spend counted against budget " INT64_FORMAT
 								   " in one period is out of range",
 								   e->key.budget_id)));
-		remaining = add_to_slot_row(rel, indstate, o, e, slot + k * SLOT_SPILL, remaining);
+		remaining = add_to_slot_row(rel, nblocks, indstate, o, e, slot + k * SLOT_SPILL, remaining);
 	}
 }
 
@@ -713,6 +857,9 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 	const LedgerOids *o = ledger_oids();
 	Relation          rel;
 	CatalogIndexState indstate;
+	BlockNumber       nblocks;
+	BoundRel          bounds;
+	bool              have_bounds;
 	int               slot;
 
 	if (n == 0)
@@ -721,12 +868,17 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 	rel = table_open(o->budget_spend, RowExclusiveLock);
 	map_spend(rel);
 	indstate = CatalogOpenIndexes(rel);
+	nblocks = RelationGetNumberOfBlocks(rel);
+	have_bounds = note_touched && bound_open(&bounds, RowExclusiveLock);
 	for (int i = 0; i < n; i++)
 	{
 		PendingSpend *e = entries[i];
 
 		if (e->nanos != 0 && (e->budget_currency || spend_currency_attno > 0))
-			add_to_slot(rel, indstate, o, e, slot);
+			add_to_slot(rel, nblocks, indstate, o, e, slot);
+		if (have_bounds && e->budget_currency && e->nanos > 0)
+			bound_add(&bounds, e->key.budget_id, e->key.period_start,
+					  e->nanos > PG_INT64_MAX ? PG_INT64_MAX : (int64) e->nanos);
 		if (note_touched && e->budget_currency)
 		{
 			PeriodKey k;
@@ -740,6 +892,8 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 			(void) hash_search(touched, &k, HASH_ENTER, NULL);
 		}
 	}
+	if (have_bounds)
+		bound_close(&bounds);
 	CatalogCloseIndexes(indstate);
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
@@ -975,6 +1129,16 @@ alert_due(const CachedBudget *b, const bool *alerted, int128 spend)
 	return false;
 }
 
+/* have all the thresholds alerts? */
+static bool
+all_alerted(const CachedBudget *b, const bool *alerted)
+{
+	for (int t = 0; t < b->nthresholds; t++)
+		if (!alerted[t])
+			return false;
+	return true;
+}
+
 static void
 lock_budget_id(int64 budget_id)
 {
@@ -1070,6 +1234,8 @@ check_periods(PeriodKey *keys, int n)
 {
 	const LedgerOids *o = ledger_oids();
 	SnapshotData      dirty;
+	BoundRel          bounds;
+	bool              have_bounds = bound_open(&bounds, AccessShareLock);
 
 	InitDirtySnapshot(dirty);
 	for (int i = 0; i < n; i++)
@@ -1080,6 +1246,9 @@ check_periods(PeriodKey *keys, int n)
 
 		if (b == NULL || b->nthresholds == 0)
 			continue;
+		/* far below the thresholds: the counters need not be read */
+		if (have_bounds && bound_below(&bounds, b->id, keys[i].period_start, b->thresholds[0]))
+			continue;
 		/*
 		 * Committed, in progress elsewhere, and this transaction's own.  (A
 		 * row being updated by a transaction in progress is seen in both its
@@ -1088,8 +1257,18 @@ check_periods(PeriodKey *keys, int n)
 		spend = period_total(o, b->id, keys[i].period_start, b->amount.currency, &dirty, NULL);
 		if (spend < b->thresholds[0])
 			continue;
+		/* every threshold alerted already (alerts are never taken back) */
+		if (b->alerted_period_known && b->alerted_period == keys[i].period_start)
+			continue;
 		alerted = palloc(sizeof(bool) * b->nthresholds);
 		alerted_thresholds(o, b, keys[i].period_start, SnapshotSelf, alerted);
+		if (all_alerted(b, alerted))
+		{
+			CachedBudget *cache = unconstify(CachedBudget *, b);
+
+			cache->alerted_period_known = true;
+			cache->alerted_period = keys[i].period_start;
+		}
 		if (!alert_due(b, alerted, spend))
 			continue;
 
@@ -1109,6 +1288,8 @@ check_periods(PeriodKey *keys, int n)
 				raise_alert(b, keys[i].period_start, b->warn_at[t],
 							spend > NANOS_MAX ? NANOS_MAX : (int64) spend);
 	}
+	if (have_bounds)
+		bound_close(&bounds);
 }
 
 /*
@@ -1404,6 +1585,7 @@ budget_recount(PG_FUNCTION_ARGS)
 	Datum             args[1];
 	StringInfoData    q;
 	int64             rows = 0;
+	TimestampTz       latest; /* the latest period with spend */
 
 	lock_ledger_for_budget_change(o);
 	owner_sql_begin(&owner);
@@ -1532,6 +1714,7 @@ budget_recount(PG_FUNCTION_ARGS)
 		SPI_cursor_close(portal);
 	}
 
+	TIMESTAMP_NOBEGIN(latest);
 	{
 		HASH_SEQ_STATUS seq;
 		PendingSpend   *e;
@@ -1541,7 +1724,11 @@ budget_recount(PG_FUNCTION_ARGS)
 		batch = palloc(Max(hash_get_num_entries(sums), 1) * sizeof(PendingSpend *));
 		hash_seq_init(&seq, sums);
 		while ((e = hash_seq_search(&seq)) != NULL)
+		{
 			batch[n++] = e;
+			if (e->key.period_start > latest)
+				latest = e->key.period_start;
+		}
 		write_counters(batch, n, false);
 	}
 
@@ -1562,6 +1749,11 @@ budget_recount(PG_FUNCTION_ARGS)
 	systable_endscan(scan);
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
+
+	/* the bound of the latest period with spend: exactly its spend */
+	bound_set(budget_id, active, latest,
+			  active ? period_total(o, budget_id, latest, b.amount.currency, SnapshotSelf, NULL)
+					 : 0);
 	PopActiveSnapshot();
 	owner_sql_end(&owner);
 	PG_RETURN_INT64(rows);

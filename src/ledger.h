@@ -57,6 +57,12 @@ typedef struct CachedBudget
 	int         nthresholds;
 	int64      *thresholds; /* warn_at x amount, in nanos, ascending */
 	Datum      *warn_at;    /* the warn_at values (numeric), in the same order */
+	/* the last period looked up, [period_from, period_until): a cache */
+	TimestampTz period_from;
+	TimestampTz period_until;
+	/* a period all of whose thresholds have alerts: a cache */
+	bool        alerted_period_known;
+	TimestampTz alerted_period;
 } CachedBudget;
 
 /* the extension's objects that the C code reads and writes */
@@ -134,6 +140,20 @@ extern void budget_init(void);
 extern int  ledger_claim_slot(void);
 extern bool ledger_try_lock_slot(int slot);
 extern int  ledger_cap_lock_timeout(void);
+
+/* bound.c: budget_bounds, opened for a series of bound_add or bound_below */
+typedef struct BoundRel
+{
+	Relation    rel;
+	BlockNumber nblocks;
+	int         offsets[3]; /* of its columns in a row */
+} BoundRel;
+extern bool bound_open(BoundRel *br, LOCKMODE lockmode);
+extern void bound_close(BoundRel *br);
+extern void bound_add(const BoundRel *br, int64 budget_id, TimestampTz period_start, int64 nanos);
+extern bool bound_below(const BoundRel *br, int64 budget_id, TimestampTz period_start,
+						int64 amount);
+extern void bound_set(int64 budget_id, bool active, TimestampTz period_start, int128 spend);
 
 /* rollup.c */
 extern void rollup_init(void);

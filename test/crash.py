@@ -458,8 +458,18 @@ def counter_diff(conn):
                           UNION ALL
                           SELECT 'budget_spend', count(*) FROM tokenledger.budget_spend
                           WHERE tokenledger.currency(spent) <> 'USD'""")
+    # each budget's bound, replayed from the WAL, still covers its period's spend
+    under = rows(conn, """
+        SELECT b.name, x.period_start::text, x.bound, s.spent
+        FROM tokenledger.budget_bounds x JOIN tokenledger.budgets b ON b.id = x.budget_id,
+             LATERAL (SELECT sum(tokenledger.amount(spent)) * 1000000000 AS spent
+                      FROM tokenledger.budget_spend y
+                      WHERE y.budget_id = x.budget_id AND y.period_start = x.period_start
+                        AND y.currency = tokenledger.currency(b.amount)) s
+        WHERE x.bound < s.spent""")
     problems = [f"{d[0]} period {d[1]}: counted {d[2]}, ledger {d[3]}" for d in diff]
     problems += [f"{o[1]} {o[0]} rows not in USD" for o in other if o[1]]
+    problems += [f"{u[0]} period {u[1]}: bound {u[2]} below the counted {u[3]} nanos" for u in under]
     return problems, npairs
 
 
@@ -674,8 +684,8 @@ def crash_round(cluster, rnd, script_args):
           f"{len(witness.reserved)} reservations as acknowledged)", fewer + lost)
 
     problems, npairs = counter_diff(conn)
-    check(not problems, f"{R} every budget's counters equal the ledger's sums per period, both ways "
-                        f"({npairs} budget periods)", problems)
+    check(not problems, f"{R} every budget's counters equal the ledger's sums per period, both ways, "
+                        f"and its bound covers them ({npairs} budget periods)", problems)
 
     diff = status_diff(conn)
     check(not diff, f"{R} budget_status shows the ledger's spend and the live holds", diff)
