@@ -3,7 +3,8 @@
 # demo need, if any is missing (uses sudo when not run as root).
 set -e
 pkgs="build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
-libtap-parser-sourcehandler-pgtap-perl postgresql-common python3 python3-psycopg"
+libtap-parser-sourcehandler-pgtap-perl postgresql-common python3 python3-psycopg
+default-jdk-headless libpostgresql-jdbc-java"
 missing=""
 for p in $pkgs; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
