@@ -27,7 +27,7 @@ HAVE_HEADERS := $(wildcard $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
 # sudo for installing, unless run as root
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: deps lint test prove demo bench-types bench-ingest bench-budget bench-views
+.PHONY: deps lint test prove demo dashboard bench-types bench-ingest bench-budget bench-views
 
 deps:
 	sh scripts/install-deps.sh
@@ -42,7 +42,7 @@ lint:
 
 ifeq ($(and $(PGXS),$(HAVE_HEADERS)),)
 # A fresh machine has no server headers yet: install them, then go on.
-all install installcheck test demo bench-types bench-ingest bench-budget bench-views:
+all install installcheck test demo dashboard bench-types bench-ingest bench-budget bench-views:
 	sh scripts/install-deps.sh
 	$(MAKE) PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config $@
 else
@@ -56,12 +56,20 @@ test: all
 prove:
 	pg_prove --failures test/*.sql
 	prove -e /usr/bin/python3 test/client.py test/notify.py test/sessions.py test/budget_stress.py test/roles.py test/rollups.py test/upgrade.py test/dump_restore.py test/fuzz.py test/crash.py test/slots.py test/bi_psycopg.py
-	prove -e sh test/concurrency.sh test/jdbc.sh
+	prove -e sh test/concurrency.sh test/jdbc.sh test/dashboard.sh
 
 # the main job: a year of a mid-size company's AI spend, and its report
 demo: all
 	$(SUDO) $(MAKE) install
 	pg_virtualenv sh -c 'psql -X -q -v ON_ERROR_STOP=1 -f demo/generate.sql && psql -X -q -v ON_ERROR_STOP=1 -f demo/report.sql'
+
+# the demo's year as the CFO dashboard: static pages in dashboard/dist, built by
+# Observable Framework from the views, read as a tokenledger_reader
+dashboard: all
+	$(SUDO) $(MAKE) install
+	sh dashboard/npm-ci.sh
+	pg_virtualenv sh -c 'psql -X -q -v ON_ERROR_STOP=1 -f demo/generate.sql && sh dashboard/build.sh'
+	@echo 'the dashboard is in dashboard/dist: open dashboard/dist/index.html through a web server, e.g. (cd dashboard/dist && python3 -m http.server)'
 
 bench-types: all
 	$(SUDO) $(MAKE) install
