@@ -27,10 +27,30 @@ HAVE_HEADERS := $(wildcard $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
 # sudo for installing, unless run as root
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: deps lint test prove demo dashboard bench-types bench-ingest bench-budget bench-views
+.PHONY: deps lint test prove demo dashboard bench-types bench-ingest bench-budget bench-views dist package test-package
 
 deps:
 	sh scripts/install-deps.sh
+
+# the PGXN distribution: tokenledger-<version>.zip of the committed HEAD
+# (git archive); fails unless META.json, the control file and debian/changelog
+# agree on the version
+dist:
+	sh scripts/dist.sh
+
+# the Debian package, built as apt.postgresql.org builds extensions (pg_buildext
+# through dh --with pgxs_loop, the regression suite run against the package's
+# files): ../postgresql-15-tokenledger_<version>_<arch>.deb.  Installs the build
+# dependencies debian/control names when missing; ends with make clean.
+package:
+	dpkg-checkbuilddeps >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -q ./ >/dev/null; }
+	dpkg-buildpackage -us -uc -b
+
+# the package built, installed with apt and used on a freshly made machine
+# (../shared/tools/fresh-machine; it takes the committed HEAD)
+test-package:
+	$(SUDO) sh test/package.sh
 
 # clang-format (config in .clang-format) and cppcheck must have nothing to say
 lint:
@@ -56,7 +76,7 @@ test: all
 prove:
 	pg_prove --failures test/*.sql
 	prove -e /usr/bin/python3 test/client.py test/notify.py test/sessions.py test/budget_stress.py test/roles.py test/rollups.py test/upgrade.py test/dump_restore.py test/fuzz.py test/crash.py test/slots.py test/bi_psycopg.py
-	prove -e sh test/concurrency.sh test/jdbc.sh test/dashboard.sh
+	prove -e sh test/concurrency.sh test/jdbc.sh test/dashboard.sh test/pgxn.sh
 
 # the main job: a year of a mid-size company's AI spend, and its report
 demo: all

@@ -4,7 +4,8 @@
 set -e
 pkgs="build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
 libtap-parser-sourcehandler-pgtap-perl postgresql-common python3 python3-psycopg
-default-jdk-headless libpostgresql-jdbc-java nodejs npm chromium fonts-dejavu-core"
+default-jdk-headless libpostgresql-jdbc-java nodejs npm chromium fonts-dejavu-core
+pgxnclient"
 missing=""
 for p in $pkgs; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
