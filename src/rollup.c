@@ -560,7 +560,6 @@ write_entry(Relation rel, BlockNumber nblocks, CatalogIndexState indstate, Rollu
 	bool            should_free = false;
 	Datum          *values = palloc0(desc->natts * sizeof(Datum));
 	bool           *nulls = palloc(desc->natts * sizeof(bool));
-	bool           *repl = palloc0(desc->natts * sizeof(bool));
 	Numeric         money = nanos128_to_numeric(e->nanos);
 
 	/*
@@ -602,12 +601,11 @@ write_entry(Relation rel, BlockNumber nblocks, CatalogIndexState indstate, Rollu
 	{
 		HeapTuple newtup;
 
-		for (int i = 0; i < desc->natts; i++)
-			nulls[i] = false;
+		/* the row's columns, read once; the sums added to them */
+		heap_deform_tuple(tup, desc, values, nulls);
 		for (int i = 0; i < nsums[kind]; i++)
 		{
-			bool   isnull;
-			int128 v = DatumGetInt64(heap_getattr(tup, r->sums[i], desc, &isnull));
+			int128 v = nulls[r->sums[i] - 1] ? 0 : DatumGetInt64(values[r->sums[i] - 1]);
 
 			v += e->sums[i];
 			if (v > PG_INT64_MAX || v < PG_INT64_MIN)
@@ -615,25 +613,20 @@ write_entry(Relation rel, BlockNumber nblocks, CatalogIndexState indstate, Rollu
 								errmsg("%s of one hour's rollup is out of range for bigint",
 									   sum_columns[kind][i])));
 			values[r->sums[i] - 1] = Int64GetDatum((int64) v);
-			repl[r->sums[i] - 1] = true;
+			nulls[r->sums[i] - 1] = false;
 		}
 		if (e->nanos != 0)
 		{
-			bool  isnull;
-			Datum old = heap_getattr(tup, r->money, desc, &isnull);
-
-			values[r->money - 1] = numeric_plus(old, isnull, money);
-			repl[r->money - 1] = true;
+			values[r->money - 1] = numeric_plus(values[r->money - 1], nulls[r->money - 1], money);
+			nulls[r->money - 1] = false;
 		}
 		if (e->quantity)
 		{
-			bool  isnull;
-			Datum old = heap_getattr(tup, r->quantity, desc, &isnull);
-
-			values[r->quantity - 1] = numeric_plus(old, isnull, e->quantity);
-			repl[r->quantity - 1] = true;
+			values[r->quantity - 1] =
+				numeric_plus(values[r->quantity - 1], nulls[r->quantity - 1], e->quantity);
+			nulls[r->quantity - 1] = false;
 		}
-		newtup = heap_modify_tuple(tup, desc, values, nulls, repl);
+		newtup = heap_form_tuple(desc, values, nulls);
 		CatalogTupleUpdateWithInfo(rel, &tup->t_self, newtup, indstate);
 		written = newtup;
 	}
@@ -690,7 +683,6 @@ write_entry(Relation rel, BlockNumber nblocks, CatalogIndexState indstate, Rollu
 		index_close(index, AccessShareLock);
 	pfree(values);
 	pfree(nulls);
-	pfree(repl);
 }
 
 /*
