@@ -70,6 +70,7 @@ include $(PGXS)
 
 # pg_regress and pgTAP in a throwaway cluster (pg_virtualenv)
 test: all
+	sh scripts/install-deps.sh test
 	$(SUDO) $(MAKE) install
 	pg_virtualenv -o 'max_worker_processes=16' -o 'max_prepared_transactions=10' sh -c '$(MAKE) installcheck && $(MAKE) prove'
 
@@ -86,6 +87,7 @@ demo: all
 # the demo's year as the CFO dashboard: static pages in dashboard/dist, built by
 # Observable Framework from the views, read as a tokenledger_reader
 dashboard: all
+	sh scripts/install-deps.sh dashboard
 	$(SUDO) $(MAKE) install
 	sh dashboard/npm-ci.sh
 	pg_virtualenv sh -c 'psql -X -q -v ON_ERROR_STOP=1 -f demo/generate.sql && sh dashboard/build.sh'

@@ -1,11 +1,23 @@
 #!/bin/sh
-# install-deps.sh: install the Debian packages that building, testing and the
-# demo need, if any is missing (uses sudo when not run as root).
+# install-deps.sh [test|dashboard]: install the Debian packages that building
+# and the demo need (and with "test", what make test needs besides: Java and
+# the PostgreSQL JDBC driver, Node.js with npm and Chromium for the dashboard,
+# pgxnclient; with "dashboard", Node.js and npm), if any is missing (uses
+# sudo when not run as root).
 set -e
 pkgs="build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
-libtap-parser-sourcehandler-pgtap-perl postgresql-common python3 python3-psycopg
-default-jdk-headless libpostgresql-jdbc-java nodejs npm chromium fonts-dejavu-core
-pgxnclient"
+libtap-parser-sourcehandler-pgtap-perl postgresql-common python3 python3-psycopg"
+case "${1:-}" in
+test)
+	pkgs="$pkgs default-jdk-headless libpostgresql-jdbc-java nodejs npm chromium
+fonts-dejavu-core pgxnclient" ;;
+dashboard)
+	pkgs="$pkgs nodejs npm" ;;
+"") ;;
+*)
+	echo "usage: install-deps.sh [test|dashboard]" >&2
+	exit 2 ;;
+esac
 missing=""
 for p in $pkgs; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -14,10 +14,10 @@ export CHROMIUM
 if ! command -v npm >/dev/null 2>&1 || [ ! -x "$CHROMIUM" ]; then
 	if [ "${CI:-}" = true ]; then
 		echo "1..1"
-		echo "not ok 1 - npm and $CHROMIUM are needed for the dashboard test (sh scripts/install-deps.sh installs them)"
+		echo "not ok 1 - npm and $CHROMIUM are needed for the dashboard test (sh scripts/install-deps.sh test installs them)"
 		exit 1
 	fi
-	echo "1..0 # SKIP the dashboard needs npm and $CHROMIUM (sh scripts/install-deps.sh installs them)"
+	echo "1..0 # SKIP the dashboard needs npm and $CHROMIUM (sh scripts/install-deps.sh test installs them)"
 	exit 0
 fi
 

@@ -8,7 +8,7 @@ set -u
 dir=$(dirname "$0")
 jar=/usr/share/java/postgresql.jar
 if ! command -v javac >/dev/null || [ ! -r "$jar" ]; then
-	echo "Bail out! javac or $jar is missing: run scripts/install-deps.sh"
+	echo "Bail out! javac or $jar is missing: run sh scripts/install-deps.sh test"
 	exit 1
 fi
 classes=$(mktemp -d)
