@@ -263,9 +263,10 @@ COMMENT ON TABLE @extschema@.budget_spend IS
 -- the versions each update leaves behind are pruned while they are few
 ALTER TABLE @extschema@.budget_spend SET (fillfactor = 10);
 
--- an upper bound of each budget's spend in its latest period, set by the
--- recount and raised in place by the insert path, so that a commit far
--- below a budget's thresholds does not read its counters (src/bound.c)
+-- an upper bound of each budget's spend in a period, set by the recount and
+-- raised in place by the insert path, so that a commit far below a budget's
+-- thresholds does not read its counters (src/bound.c); not dumped (the
+-- recounts rebuild it)
 CREATE TABLE @extschema@.budget_bounds (
 	budget_id bigint PRIMARY KEY,
 	period_start timestamptz NOT NULL,
@@ -273,9 +274,6 @@ CREATE TABLE @extschema@.budget_bounds (
 );
 COMMENT ON TABLE @extschema@.budget_bounds IS
 	'internal: per budget, an upper bound (nanos, in the budget''s currency) of the spend written into its counters for period_start, kept in place outside MVCC by the insert path and set exactly by budget_recount';
--- dumped with the counters: a bound read after the dump's snapshot is still
--- at least the spend that snapshot holds
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.budget_bounds', '');
 
 -- alerts are checked when the recording transaction commits, by the module
 DROP TRIGGER budget_checks_at_commit ON @extschema@.budget_checks;

@@ -1,39 +1,48 @@
 /*
  * bound.c
- *		An upper bound of each budget's spend in its latest period, so that
- *		a commit far below a budget's thresholds need not read its counters.
+ *		An upper bound of each budget's spend in a period, so that a commit
+ *		far below a budget's thresholds need not read its counters.
  *
- * budget_bounds holds one row per budget: (budget_id, period_start, bound).
- * The row is inserted by budget_recount, with the exact spend of the latest
- * period that has spend (recordings are held off meanwhile), and is then
- * kept in place, outside MVCC: every transaction that writes spend into its
- * counter slot adds that spend (when positive, in the budget's currency) to
- * the bound, the row's buffer exclusive-locked from the read to the
- * WAL-logged write, before it checks alerts.  A period later than the row's
- * starts a new bound with that spend; spend in an earlier period leaves the
- * row alone.  So, by induction over the order of those additions, whenever the
- * row names a period its bound is at least the spend that any transaction,
- * committed, in progress or since aborted, has written into that period's
- * counters: spend reaches the counters only through the insert path (which
- * adds it here) or through a recount (which sets the row exactly).  Spend
- * of a transaction that aborts stays in the bound, which then errs towards
- * checking, as the dirty read of the counters does.
+ * budget_bounds holds one row per active budget: (budget_id, period_start,
+ * bound).  budget_recount inserts it with the exact spend of the present
+ * period (recordings are held off meanwhile) and budget deletion removes
+ * it; in between it is kept in place, outside MVCC, by every transaction
+ * that writes spend into its counter slot, after the counters and before
+ * its commit-time alert check (bound_add_all), under the page's exclusive
+ * lock from the read to the write:
+ *   - spend in the row's period (when positive, in the budget's currency)
+ *     is added to the bound;
+ *   - spend in a later period that has begun moves the row to that period,
+ *     its bound the period's counters as a dirty read sees them after this
+ *     transaction wrote its own (so spend recorded there before the move,
+ *     dated ahead, is in it);
+ *   - spend in an earlier period, or in one that has not begun, leaves the
+ *     row alone.
+ * Whenever the row names a period, then, its bound is at least the spend
+ * that any transaction, committed, in progress or since aborted, has
+ * written into that period's counters: spend reaches them only through the
+ * insert path, which writes a period's counters before it adds to or reads
+ * the period's bound, or through a recount, which sets the row exactly.
+ * Spend of a transaction that aborts stays in the bound, which then errs
+ * towards checking, as the dirty read of the counters does.
  *
  * The alert check skips a period only when the row names that period and
- * its bound is below the budget's lowest threshold; with no row, or for an
- * earlier period, it reads the counters as before.  The additions are
- * inplace updates of the heap (see bound_write and compat.h); 17.0 keeps no
- * bounds.
+ * its bound is below the budget's lowest threshold; with no row (a budget
+ * not recounted since the update to 1.1, a restored database), or for
+ * another period, it reads the counters.  The writes are WAL-logged as
+ * generic records, one per page and statement: logical decoding passes
+ * over those, where a heap inplace record would make every recording a
+ * catalog change to it.  The table is not dumped: it is rebuilt by the
+ * recounts, and a dump could read a row in the middle of a write.
  */
 #include "postgres.h"
 
 #include "access/genam.h"
 #include "access/heapam.h"
-#include "access/heapam_xlog.h"
+#include "access/generic_xlog.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
-#include "access/xloginsert.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "miscadmin.h"
@@ -123,69 +132,6 @@ row_data(const HeapTupleData *tup)
 	return (char *) tup->t_data + tup->t_data->t_hoff;
 }
 
-/*
- * The budget's row at a TID, its buffer locked as asked, if it is there and
- * visible (committed and not deleted, or this transaction's own): filled
- * into *tup (pointing into the page), else false with the buffer released.
- */
-static bool
-row_at(const BoundRel *br, const ItemPointerData *tid, int64 budget_id, int lockmode, Buffer *buf,
-	   HeapTupleData *tup)
-{
-	Page         page;
-	ItemId       lp;
-	OffsetNumber off = ItemPointerGetOffsetNumber(tid);
-	int64        id;
-
-	if (ItemPointerGetBlockNumber(tid) >= br->nblocks)
-		return false;
-	*buf = ReadBuffer(br->rel, ItemPointerGetBlockNumber(tid));
-	LockBuffer(*buf, lockmode);
-	page = BufferGetPage(*buf);
-	if (off >= FirstOffsetNumber && off <= PageGetMaxOffsetNumber(page) &&
-		ItemIdIsNormal(lp = PageGetItemId(page, off)))
-	{
-		tup->t_data = (HeapTupleHeader) PageGetItem(page, lp);
-		tup->t_len = ItemIdGetLength(lp);
-		tup->t_tableOid = RelationGetRelid(br->rel);
-		tup->t_self = *tid;
-		if (!HeapTupleHasNulls(tup) && HeapTupleSatisfiesVisibility(tup, SnapshotSelf, *buf))
-		{
-			memcpy(&id, row_data(tup) + br->offsets[BOUND_BUDGET_ID], sizeof(id));
-			if (id == budget_id)
-				return true;
-		}
-	}
-	UnlockReleaseBuffer(*buf);
-	*buf = InvalidBuffer;
-	return false;
-}
-
-/* the budget's row, locked as asked, or false: by its remembered TID, else by the index */
-static bool
-bound_row(const BoundRel *br, int64 budget_id, int lockmode, Buffer *buf, HeapTupleData *tup)
-{
-	BoundTid   *t;
-	bool        found;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple   indexed;
-
-	t = hash_search(bound_tids, &budget_id, HASH_ENTER, &found);
-	if (!found)
-		ItemPointerSetInvalid(&t->tid);
-	if (ItemPointerIsValid(&t->tid) && row_at(br, &t->tid, budget_id, lockmode, buf, tup))
-		return true;
-	ItemPointerSetInvalid(&t->tid);
-	ScanKeyInit(&key, BOUND_BUDGET_ID + 1, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum(budget_id));
-	scan = systable_beginscan(br->rel, bound_index, true, SnapshotSelf, 1, &key);
-	if (HeapTupleIsValid(indexed = systable_getnext(scan)))
-		t->tid = indexed->t_self;
-	systable_endscan(scan);
-	return ItemPointerIsValid(&t->tid) && row_at(br, &t->tid, budget_id, lockmode, buf, tup);
-}
-
 /* open budget_bounds for a series of bound_add or bound_below; false in a database at 1.0 */
 bool
 bound_open(BoundRel *br, LOCKMODE lockmode)
@@ -204,124 +150,157 @@ bound_close(BoundRel *br)
 	table_close(br->rel, NoLock);
 }
 
-/*
- * Add spend written into a period's counters to the budget's bound (called
- * by the insert path after the counters are written).
- */
-#ifdef BOUNDS_INPLACE_LOCK
-static void
-release_pin(void *arg)
-{
-	ReleaseBuffer(*(Buffer *) arg);
-}
-#endif
-
-/*
- * The budget's row, its buffer pinned and exclusive-locked (and the row
- * locked for an inplace update, where the server has that lock), or false.
- */
+/* the TID of a budget's row: remembered, else from the index; false if none */
 static bool
-bound_row_for_update(const BoundRel *br, int64 budget_id, Buffer *buf, HeapTupleData *tup)
+bound_tid(const BoundRel *br, int64 budget_id, bool refresh, ItemPointerData *tid)
 {
-#if defined(BOUNDS_OWN_RECORD)
-	return bound_row(br, budget_id, BUFFER_LOCK_EXCLUSIVE, buf, tup);
-#elif defined(BOUNDS_INPLACE_LOCK)
-	for (int tries = 0; tries < 100; tries++)
+	BoundTid *t;
+	bool      found;
+
+	t = hash_search(bound_tids, &budget_id, HASH_ENTER, &found);
+	if (!found || refresh)
+		ItemPointerSetInvalid(&t->tid);
+	if (!ItemPointerIsValid(&t->tid))
 	{
-		if (!bound_row(br, budget_id, BUFFER_LOCK_SHARE, buf, tup))
-			return false;
-		LockBuffer(*buf, BUFFER_LOCK_UNLOCK);
-		/* the pin keeps the row where it is */
-		if (heap_inplace_lock(br->rel, tup, *buf, release_pin, buf))
-			return true;
-		CHECK_FOR_INTERRUPTS();
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple   indexed;
+
+		ScanKeyInit(&key, BOUND_BUDGET_ID + 1, BTEqualStrategyNumber, F_INT8EQ,
+					Int64GetDatum(budget_id));
+		scan = systable_beginscan(br->rel, bound_index, true, SnapshotSelf, 1, &key);
+		if (HeapTupleIsValid(indexed = systable_getnext(scan)))
+			t->tid = indexed->t_self;
+		systable_endscan(scan);
 	}
-	elog(ERROR, "could not lock the bound of budget " INT64_FORMAT, budget_id);
-#endif
-	return false;
+	*tid = t->tid;
+	return ItemPointerIsValid(tid) && ItemPointerGetBlockNumber(tid) < br->nblocks;
 }
 
-/*
- * Write a row's new data over its old one, WAL-logged, and unlock it.  Up
- * to 16 the buffer's exclusive lock, held since the row was read, makes the
- * read and the write one step for every writer; the record is the one the
- * server writes for an inplace update, so recovery and standbys replay it.
- */
-static void
-bound_write(const BoundRel *br, HeapTupleData *tup, Buffer buf, const char *newdata)
+/* the row's period and bound, if its row at tid is there, visible and the budget's */
+static bool
+row_on_page(const BoundRel *br, Buffer buf, const ItemPointerData *tid, int64 budget_id,
+			TimestampTz *period, int64 *bound)
 {
-#if defined(BOUNDS_OWN_RECORD)
-	uint32 len = tup->t_len - tup->t_data->t_hoff;
-
-	START_CRIT_SECTION();
-	memcpy(row_data(tup), newdata, len);
-	MarkBufferDirty(buf);
-	if (RelationNeedsWAL(br->rel))
-	{
-		xl_heap_inplace xlrec;
-		XLogRecPtr      recptr;
-
-		xlrec.offnum = ItemPointerGetOffsetNumber(&tup->t_self);
-		XLogBeginInsert();
-		XLogRegisterData((char *) &xlrec, SizeOfHeapInplace);
-		XLogRegisterBuffer(0, buf, REGBUF_STANDARD);
-		XLogRegisterBufData(0, row_data(tup), len);
-		recptr = XLogInsert(RM_HEAP_ID, XLOG_HEAP_INPLACE);
-		PageSetLSN(BufferGetPage(buf), recptr);
-	}
-	END_CRIT_SECTION();
-	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
-#elif defined(BOUNDS_INPLACE_LOCK)
-	HeapTuple newtup = heap_copytuple(tup);
-
-	memcpy(row_data(newtup), newdata, tup->t_len - tup->t_data->t_hoff);
-	heap_inplace_update_and_unlock(br->rel, tup, newtup, buf);
-	heap_freetuple(newtup);
-#endif
-}
-
-/* leave a row as it is, and unlock it */
-static void
-bound_unlock(const BoundRel *br, HeapTupleData *tup, Buffer buf)
-{
-#if defined(BOUNDS_INPLACE_LOCK)
-	heap_inplace_unlock(br->rel, tup, buf);
-#else
-	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
-#endif
-}
-
-/*
- * Add spend written into a period's counters to the budget's bound (called
- * by the insert path after the counters are written).
- */
-void
-bound_add(const BoundRel *br, int64 budget_id, TimestampTz period_start, int64 nanos)
-{
-	Buffer        buf;
 	HeapTupleData tup;
-	char          newdata[3 * sizeof(int64)];
-	TimestampTz   period;
-	int64         bound;
+	Page          page = BufferGetPage(buf);
+	OffsetNumber  off = ItemPointerGetOffsetNumber(tid);
+	ItemId        lp;
+	int64         id;
 
-	if (nanos <= 0 || !bound_row_for_update(br, budget_id, &buf, &tup))
-		return;
-	Assert(tup.t_len - tup.t_data->t_hoff <= sizeof(newdata));
-	memcpy(newdata, row_data(&tup), tup.t_len - tup.t_data->t_hoff);
-	memcpy(&period, newdata + br->offsets[BOUND_PERIOD_START], sizeof(period));
-	memcpy(&bound, newdata + br->offsets[BOUND_BOUND], sizeof(bound));
-	if (period_start < period)
-		bound_unlock(br, &tup, buf);
-	else
+	if (off < FirstOffsetNumber || off > PageGetMaxOffsetNumber(page) ||
+		!ItemIdIsNormal(lp = PageGetItemId(page, off)))
+		return false;
+	tup.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+	tup.t_len = ItemIdGetLength(lp);
+	tup.t_tableOid = RelationGetRelid(br->rel);
+	tup.t_self = *tid;
+	if (HeapTupleHasNulls(&tup) || !HeapTupleSatisfiesVisibility(&tup, SnapshotSelf, buf))
+		return false;
+	memcpy(&id, row_data(&tup) + br->offsets[BOUND_BUDGET_ID], sizeof(id));
+	memcpy(period, row_data(&tup) + br->offsets[BOUND_PERIOD_START], sizeof(*period));
+	memcpy(bound, row_data(&tup) + br->offsets[BOUND_BOUND], sizeof(*bound));
+	return id == budget_id;
+}
+
+static int
+add_block_cmp(const void *a, const void *b)
+{
+	BlockNumber x = ItemPointerGetBlockNumber(&((const BoundAdd *) a)->tid);
+	BlockNumber y = ItemPointerGetBlockNumber(&((const BoundAdd *) b)->tid);
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * Apply the additions of one statement's counters to the budgets' bounds
+ * (called by the insert path after the counters are written), each page's
+ * rows under its buffer's exclusive lock from the read to the write, and
+ * one generic WAL record a page (logical decoding passes over those, where
+ * a heap record would mark every recording a catalog change).  For each:
+ * the row's period gains the spend; a later period that has begun (not one
+ * in the future) starts from add->total, that period's counters as a dirty
+ * read saw them after this transaction wrote its own, or, when add->total
+ * is -1, is left for the caller to read and apply again: those additions
+ * are put first in adds, and their number returned.  An earlier period, or
+ * one that has not begun, leaves the row alone.
+ */
+int
+bound_add_all(const BoundRel *br, BoundAdd *adds, int n)
+{
+	BoundAdd *todo = palloc(Max(n, 1) * sizeof(BoundAdd));
+	BoundAdd *retry = palloc(Max(n, 1) * sizeof(BoundAdd));
+	int       ntodo = n;
+	int       nwant = 0;
+
+	memcpy(todo, adds, n * sizeof(BoundAdd));
+	/* a second pass for rows no longer where they were remembered */
+	for (int pass = 0; pass < 2 && ntodo > 0; pass++)
 	{
-		if (period_start > period)
-			bound = 0;
-		bound = bound > PG_INT64_MAX - nanos ? PG_INT64_MAX : bound + nanos;
-		memcpy(newdata + br->offsets[BOUND_PERIOD_START], &period_start, sizeof(period_start));
-		memcpy(newdata + br->offsets[BOUND_BOUND], &bound, sizeof(bound));
-		bound_write(br, &tup, buf, newdata);
+		int nvalid = 0;
+		int nretry = 0;
+
+		for (int i = 0; i < ntodo; i++)
+			if (bound_tid(br, todo[i].budget_id, pass > 0, &todo[i].tid))
+				todo[nvalid++] = todo[i];
+		qsort(todo, nvalid, sizeof(BoundAdd), add_block_cmp);
+		for (int i = 0; i < nvalid;)
+		{
+			BlockNumber       blk = ItemPointerGetBlockNumber(&todo[i].tid);
+			Buffer            buf = ReadBuffer(br->rel, blk);
+			GenericXLogState *state = NULL;
+			Page              copy = NULL;
+			int               j;
+
+			LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+			for (j = i; j < nvalid && ItemPointerGetBlockNumber(&todo[j].tid) == blk; j++)
+			{
+				BoundAdd       *a = &todo[j];
+				TimestampTz     period;
+				int64           bound;
+				HeapTupleHeader htup;
+				char           *data;
+
+				if (!row_on_page(br, buf, &a->tid, a->budget_id, &period, &bound))
+				{
+					retry[nretry++] = *a;
+					continue;
+				}
+				if (a->period_start == period)
+					bound = bound > PG_INT64_MAX - a->nanos ? PG_INT64_MAX : bound + a->nanos;
+				else if (a->period_start > period && a->begun && a->total >= 0)
+				{
+					period = a->period_start;
+					bound = a->total;
+				}
+				else
+				{
+					if (a->period_start > period && a->begun)
+						adds[nwant++] = *a;
+					continue;
+				}
+				if (state == NULL)
+				{
+					state = GenericXLogStart(br->rel);
+					copy = GenericXLogRegisterBuffer(state, buf, 0);
+				}
+				htup = (HeapTupleHeader) PageGetItem(
+					copy, PageGetItemId(copy, ItemPointerGetOffsetNumber(&a->tid)));
+				data = (char *) htup + htup->t_hoff;
+				memcpy(data + br->offsets[BOUND_PERIOD_START], &period, sizeof(period));
+				memcpy(data + br->offsets[BOUND_BOUND], &bound, sizeof(bound));
+			}
+			if (state != NULL)
+				GenericXLogFinish(state);
+			UnlockReleaseBuffer(buf);
+			i = j;
+		}
+		memcpy(todo, retry, nretry * sizeof(BoundAdd));
+		ntodo = nretry;
 	}
-	ReleaseBuffer(buf);
+	pfree(todo);
+	pfree(retry);
+	return nwant;
 }
 
 /*
@@ -331,23 +310,25 @@ bound_add(const BoundRel *br, int64 budget_id, TimestampTz period_start, int64 n
 bool
 bound_below(const BoundRel *br, int64 budget_id, TimestampTz period_start, int64 amount)
 {
-	Buffer        buf;
-	HeapTupleData tup;
-	TimestampTz   period;
-	int64         bound;
-	bool          below = false;
+	ItemPointerData tid;
+	TimestampTz     period;
+	int64           bound;
 
-#if !defined(BOUNDS_OWN_RECORD) && !defined(BOUNDS_INPLACE_LOCK)
-	return false; /* the bounds are not kept */
-#endif
-	if (bound_row(br, budget_id, BUFFER_LOCK_SHARE, &buf, &tup))
+	for (int pass = 0; pass < 2; pass++)
 	{
-		memcpy(&period, row_data(&tup) + br->offsets[BOUND_PERIOD_START], sizeof(period));
-		memcpy(&bound, row_data(&tup) + br->offsets[BOUND_BOUND], sizeof(bound));
-		below = period == period_start && bound < amount;
+		Buffer buf;
+		bool   found;
+
+		if (!bound_tid(br, budget_id, pass > 0, &tid))
+			return false;
+		buf = ReadBuffer(br->rel, ItemPointerGetBlockNumber(&tid));
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		found = row_on_page(br, buf, &tid, budget_id, &period, &bound);
 		UnlockReleaseBuffer(buf);
+		if (found)
+			return period == period_start && bound < amount;
 	}
-	return below;
+	return false;
 }
 
 /*

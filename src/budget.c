@@ -210,8 +210,10 @@ budget_state_reset(void)
 	claimed_slot = -1;
 }
 
-static void flush_pending(bool all);
-static void check_alerts(void);
+static void   flush_pending(bool all);
+static void   check_alerts(void);
+static int128 period_total(const LedgerOids *o, int64 budget_id, TimestampTz period_start,
+						   const char *currency, Snapshot snapshot, StringInfo others);
 
 static void
 budget_xact_callback(XactEvent event, void *arg)
@@ -860,10 +862,13 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 	BlockNumber       nblocks;
 	BoundRel          bounds;
 	bool              have_bounds;
+	BoundAdd         *adds;
+	int               nadds = 0;
 	int               slot;
 
 	if (n == 0)
 		return;
+	adds = palloc(n * sizeof(BoundAdd));
 	slot = ledger_claim_slot();
 	rel = table_open(o->budget_spend, RowExclusiveLock);
 	map_spend(rel);
@@ -877,8 +882,16 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 		if (e->nanos != 0 && (e->budget_currency || spend_currency_attno > 0))
 			add_to_slot(rel, nblocks, indstate, o, e, slot);
 		if (have_bounds && e->budget_currency && e->nanos > 0)
-			bound_add(&bounds, e->key.budget_id, e->key.period_start,
-					  e->nanos > PG_INT64_MAX ? PG_INT64_MAX : (int64) e->nanos);
+		{
+			BoundAdd           *a = &adds[nadds++];
+			const CachedBudget *b = catalog_budget(e->key.budget_id);
+
+			a->budget_id = e->key.budget_id;
+			a->period_start = e->key.period_start;
+			a->nanos = e->nanos > PG_INT64_MAX ? PG_INT64_MAX : (int64) e->nanos;
+			a->begun = b != NULL && e->key.period_start <= period_of(b, GetCurrentTimestamp());
+			a->total = -1;
+		}
 		if (note_touched && e->budget_currency)
 		{
 			PeriodKey k;
@@ -892,11 +905,36 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 			(void) hash_search(touched, &k, HASH_ENTER, NULL);
 		}
 	}
-	if (have_bounds)
-		bound_close(&bounds);
 	CatalogCloseIndexes(indstate);
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
+	if (have_bounds)
+	{
+		/*
+		 * A bound that moves to a new period starts from that period's
+		 * counters, this transaction's just written included, read as the
+		 * alert check reads them.
+		 */
+		int nwant = bound_add_all(&bounds, adds, nadds);
+
+		if (nwant > 0)
+		{
+			SnapshotData dirty;
+
+			InitDirtySnapshot(dirty);
+			for (int i = 0; i < nwant; i++)
+			{
+				const CachedBudget *b = catalog_budget(adds[i].budget_id);
+				int128              t = b == NULL ? 0
+												  : period_total(o, b->id, adds[i].period_start,
+																 b->amount.currency, &dirty, NULL);
+
+				adds[i].total = t < 0 ? 0 : t > PG_INT64_MAX ? PG_INT64_MAX : (int64) t;
+			}
+			(void) bound_add_all(&bounds, adds, nwant);
+		}
+		bound_close(&bounds);
+	}
 }
 
 /* settle the reservations that recorded rows name */
@@ -1129,16 +1167,6 @@ alert_due(const CachedBudget *b, const bool *alerted, int128 spend)
 	return false;
 }
 
-/* have all the thresholds alerts? */
-static bool
-all_alerted(const CachedBudget *b, const bool *alerted)
-{
-	for (int t = 0; t < b->nthresholds; t++)
-		if (!alerted[t])
-			return false;
-	return true;
-}
-
 static void
 lock_budget_id(int64 budget_id)
 {
@@ -1257,18 +1285,8 @@ check_periods(PeriodKey *keys, int n)
 		spend = period_total(o, b->id, keys[i].period_start, b->amount.currency, &dirty, NULL);
 		if (spend < b->thresholds[0])
 			continue;
-		/* every threshold alerted already (alerts are never taken back) */
-		if (b->alerted_period_known && b->alerted_period == keys[i].period_start)
-			continue;
 		alerted = palloc(sizeof(bool) * b->nthresholds);
 		alerted_thresholds(o, b, keys[i].period_start, SnapshotSelf, alerted);
-		if (all_alerted(b, alerted))
-		{
-			CachedBudget *cache = unconstify(CachedBudget *, b);
-
-			cache->alerted_period_known = true;
-			cache->alerted_period = keys[i].period_start;
-		}
 		if (!alert_due(b, alerted, spend))
 			continue;
 
@@ -1552,10 +1570,19 @@ Datum
 budget_delete_waits(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc    desc;
+	bool         isnull;
+	Datum        id;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 		elog(ERROR, "budget_delete_waits: must be fired for each row");
 	lock_ledger_for_budget_change(ledger_oids());
+	/* its bound goes with it */
+	desc = RelationGetDescr(trigdata->tg_relation);
+	id = heap_getattr(trigdata->tg_trigtuple, column_attno(trigdata->tg_relation, "id"), desc,
+					  &isnull);
+	if (!isnull)
+		bound_set(DatumGetInt64(id), false, 0, 0);
 	return PointerGetDatum(trigdata->tg_trigtuple);
 }
 
@@ -1585,7 +1612,6 @@ budget_recount(PG_FUNCTION_ARGS)
 	Datum             args[1];
 	StringInfoData    q;
 	int64             rows = 0;
-	TimestampTz       latest; /* the latest period with spend */
 
 	lock_ledger_for_budget_change(o);
 	owner_sql_begin(&owner);
@@ -1714,7 +1740,6 @@ budget_recount(PG_FUNCTION_ARGS)
 		SPI_cursor_close(portal);
 	}
 
-	TIMESTAMP_NOBEGIN(latest);
 	{
 		HASH_SEQ_STATUS seq;
 		PendingSpend   *e;
@@ -1724,11 +1749,7 @@ budget_recount(PG_FUNCTION_ARGS)
 		batch = palloc(Max(hash_get_num_entries(sums), 1) * sizeof(PendingSpend *));
 		hash_seq_init(&seq, sums);
 		while ((e = hash_seq_search(&seq)) != NULL)
-		{
 			batch[n++] = e;
-			if (e->key.period_start > latest)
-				latest = e->key.period_start;
-		}
 		write_counters(batch, n, false);
 	}
 
@@ -1750,10 +1771,16 @@ budget_recount(PG_FUNCTION_ARGS)
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
 
-	/* the bound of the latest period with spend: exactly its spend */
-	bound_set(budget_id, active, latest,
-			  active ? period_total(o, budget_id, latest, b.amount.currency, SnapshotSelf, NULL)
-					 : 0);
+	/* the bound of the present period: exactly its spend */
+	if (active)
+	{
+		TimestampTz present = period_of(&b, GetCurrentTimestamp());
+
+		bound_set(budget_id, true, present,
+				  period_total(o, budget_id, present, b.amount.currency, SnapshotSelf, NULL));
+	}
+	else
+		bound_set(budget_id, false, 0, 0);
 	PopActiveSnapshot();
 	owner_sql_end(&owner);
 	PG_RETURN_INT64(rows);

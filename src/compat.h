@@ -64,16 +64,4 @@ int64_to_numeric(int64 val)
 }
 #endif
 
-/*
- * Budget bounds (bound.c) are raised in place: up to 16 under the buffer's
- * exclusive lock with the heap's own inplace WAL record, whose format those
- * releases share; from 17.1 with the locked inplace update of the server
- * (heap_inplace_lock), as the record changed.  17.0 keeps no bounds.
- */
-#if PG_VERSION_NUM < 170000
-#define BOUNDS_OWN_RECORD 1
-#elif PG_VERSION_NUM >= 170001
-#define BOUNDS_INPLACE_LOCK 1
-#endif
-
 #endif /* TOKENLEDGER_COMPAT_H */

@@ -60,9 +60,6 @@ typedef struct CachedBudget
 	/* the last period looked up, [period_from, period_until): a cache */
 	TimestampTz period_from;
 	TimestampTz period_until;
-	/* a period all of whose thresholds have alerts: a cache */
-	bool        alerted_period_known;
-	TimestampTz alerted_period;
 } CachedBudget;
 
 /* the extension's objects that the C code reads and writes */
@@ -141,16 +138,27 @@ extern int  ledger_claim_slot(void);
 extern bool ledger_try_lock_slot(int slot);
 extern int  ledger_cap_lock_timeout(void);
 
-/* bound.c: budget_bounds, opened for a series of bound_add or bound_below */
+/* bound.c: budget_bounds, opened for a series of bound_add_all or bound_below */
 typedef struct BoundRel
 {
 	Relation    rel;
 	BlockNumber nblocks;
 	int         offsets[3]; /* of its columns in a row */
 } BoundRel;
+
+/* spend written into a budget period's counters, for its bound */
+typedef struct BoundAdd
+{
+	int64           budget_id;
+	TimestampTz     period_start;
+	int64           nanos; /* positive */
+	bool            begun; /* period_start is not after the present period */
+	int64           total; /* the period's counters when the row moves to it; -1: not read */
+	ItemPointerData tid;   /* the row's, found by bound_add_all */
+} BoundAdd;
 extern bool bound_open(BoundRel *br, LOCKMODE lockmode);
 extern void bound_close(BoundRel *br);
-extern void bound_add(const BoundRel *br, int64 budget_id, TimestampTz period_start, int64 nanos);
+extern int  bound_add_all(const BoundRel *br, BoundAdd *adds, int n);
 extern bool bound_below(const BoundRel *br, int64 budget_id, TimestampTz period_start,
 						int64 amount);
 extern void bound_set(int64 budget_id, bool active, TimestampTz period_start, int128 spend);
