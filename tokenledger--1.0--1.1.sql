@@ -270,10 +270,34 @@ ALTER TABLE @extschema@.budget_spend SET (fillfactor = 10);
 CREATE TABLE @extschema@.budget_bounds (
 	budget_id bigint PRIMARY KEY,
 	period_start timestamptz NOT NULL,
-	bound bigint NOT NULL
+	bound bigint NOT NULL,
+	ahead bigint NOT NULL
 );
 COMMENT ON TABLE @extschema@.budget_bounds IS
-	'internal: per budget, an upper bound (nanos, in the budget''s currency) of the spend written into its counters for period_start, kept in place outside MVCC by the insert path and set exactly by budget_recount';
+	'internal: per budget, upper bounds (nanos, in the budget''s currency) of the spend written into its counters for period_start (bound) and for the periods after it (ahead), kept in place outside MVCC by the insert path and set exactly by budget_recount';
+-- counters written by SQL (a logical replication's apply, a restore, a
+-- hand) take their budgets' bounds with them: a bound knows only what the
+-- insert path and the recount write, and without one the counters are read
+CREATE FUNCTION @extschema@.budget_spend_unbound() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'TRUNCATE' THEN
+		DELETE FROM budget_bounds;
+	ELSIF TG_OP = 'DELETE' THEN
+		DELETE FROM budget_bounds WHERE budget_id = OLD.budget_id;
+	ELSE
+		DELETE FROM budget_bounds WHERE budget_id = NEW.budget_id;
+	END IF;
+	RETURN NULL;
+END $$;
+REVOKE EXECUTE ON FUNCTION @extschema@.budget_spend_unbound() FROM PUBLIC;
+CREATE TRIGGER budget_spend_unbound AFTER INSERT OR UPDATE OR DELETE ON @extschema@.budget_spend
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.budget_spend_unbound();
+CREATE TRIGGER budget_spend_unbound_truncate AFTER TRUNCATE ON @extschema@.budget_spend
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.budget_spend_unbound();
+-- a replication's apply too
+ALTER TABLE @extschema@.budget_spend ENABLE ALWAYS TRIGGER budget_spend_unbound,
+	ENABLE ALWAYS TRIGGER budget_spend_unbound_truncate;
 
 -- alerts are checked when the recording transaction commits, by the module
 DROP TRIGGER budget_checks_at_commit ON @extschema@.budget_checks;

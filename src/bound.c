@@ -4,27 +4,30 @@
  *		far below a budget's thresholds need not read its counters.
  *
  * budget_bounds holds one row per active budget: (budget_id, period_start,
- * bound).  budget_recount inserts it with the exact spend of the present
- * period (recordings are held off meanwhile) and budget deletion removes
- * it; in between it is kept in place, outside MVCC, by every transaction
- * that writes spend into its counter slot, after the counters and before
- * its commit-time alert check (bound_add_all), under the page's exclusive
- * lock from the read to the write:
- *   - spend in the row's period (when positive, in the budget's currency)
- *     is added to the bound;
+ * bound, ahead).  budget_recount inserts it with the exact spend of the
+ * present period (bound) and of the periods after it (ahead), recordings
+ * held off meanwhile, and budget deletion removes it; in between it is kept
+ * in place, outside MVCC, by every transaction that writes spend into its
+ * counter slot, after the counters and before its commit-time alert check
+ * (bound_add_all), under the page's exclusive lock from the read to the
+ * write.  Of the spend written into a period (when positive, in the
+ * budget's currency):
+ *   - spend in the row's period is added to bound;
+ *   - spend in a later period that has not begun is added to ahead;
  *   - spend in a later period that has begun moves the row to that period,
- *     its bound the period's counters as a dirty read sees them after this
- *     transaction wrote its own (so spend recorded there before the move,
- *     dated ahead, is in it);
- *   - spend in an earlier period, or in one that has not begun, leaves the
- *     row alone.
- * Whenever the row names a period, then, its bound is at least the spend
- * that any transaction, committed, in progress or since aborted, has
- * written into that period's counters: spend reaches them only through the
- * insert path, which writes a period's counters before it adds to or reads
- * the period's bound, or through a recount, which sets the row exactly.
- * Spend of a transaction that aborts stays in the bound, which then errs
- * towards checking, as the dirty read of the counters does.
+ *     its bound ahead plus that spend (ahead stays: it still covers the
+ *     periods after);
+ *   - spend in an earlier period leaves the row alone.
+ * So, by induction over those steps, whenever the row names a period its
+ * bound is at least the spend that any transaction, committed, in progress
+ * or since aborted, has written into that period's counters, and ahead at
+ * least what was written into the periods after it: spend reaches the
+ * counters only through the insert path, which takes one of those steps
+ * for it, or through a recount, which sets the row exactly (SQL writes to
+ * budget_spend, a replication's apply say, remove the budget's row by a
+ * trigger).  Spend of a transaction that aborts stays in the row, which
+ * then errs towards checking, as the dirty read of the counters does; no
+ * step reads the counters, so none depends on what a concurrent read sees.
  *
  * The alert check skips a period only when the row names that period and
  * its bound is below the budget's lowest threshold; with no row (a budget
@@ -63,6 +66,7 @@ enum
 	BOUND_BUDGET_ID,
 	BOUND_PERIOD_START,
 	BOUND_BOUND,
+	BOUND_AHEAD,
 	BOUND_NCOLS
 };
 
@@ -180,7 +184,7 @@ bound_tid(const BoundRel *br, int64 budget_id, bool refresh, ItemPointerData *ti
 /* the row's period and bound, if its row at tid is there, visible and the budget's */
 static bool
 row_on_page(const BoundRel *br, Buffer buf, const ItemPointerData *tid, int64 budget_id,
-			TimestampTz *period, int64 *bound)
+			TimestampTz *period, int64 *bound, int64 *ahead)
 {
 	HeapTupleData tup;
 	Page          page = BufferGetPage(buf);
@@ -200,6 +204,7 @@ row_on_page(const BoundRel *br, Buffer buf, const ItemPointerData *tid, int64 bu
 	memcpy(&id, row_data(&tup) + br->offsets[BOUND_BUDGET_ID], sizeof(id));
 	memcpy(period, row_data(&tup) + br->offsets[BOUND_PERIOD_START], sizeof(*period));
 	memcpy(bound, row_data(&tup) + br->offsets[BOUND_BOUND], sizeof(*bound));
+	memcpy(ahead, row_data(&tup) + br->offsets[BOUND_AHEAD], sizeof(*ahead));
 	return id == budget_id;
 }
 
@@ -212,73 +217,73 @@ add_block_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y ? 1 : 0;
 }
 
+static int64
+plus(int64 a, int64 b)
+{
+	return a > PG_INT64_MAX - b ? PG_INT64_MAX : a + b;
+}
+
 /*
  * Apply the additions of one statement's counters to the budgets' bounds
  * (called by the insert path after the counters are written), each page's
  * rows under its buffer's exclusive lock from the read to the write, and
  * one generic WAL record a page (logical decoding passes over those, where
- * a heap record would mark every recording a catalog change).  For each:
- * the row's period gains the spend; a later period that has begun (not one
- * in the future) starts from add->total, that period's counters as a dirty
- * read saw them after this transaction wrote its own, or, when add->total
- * is -1, is left for the caller to read and apply again: those additions
- * are put first in adds, and their number returned.  An earlier period, or
- * one that has not begun, leaves the row alone.
+ * a heap record would mark every recording a catalog change).  Spend in
+ * the row's period is added to its bound, spend in a later period to its
+ * ahead; a later period that has begun takes the row, its bound the ahead
+ * (which holds all the spend written into it so far) plus the spend; an
+ * earlier period leaves the row alone.
  */
-int
+void
 bound_add_all(const BoundRel *br, BoundAdd *adds, int n)
 {
-	BoundAdd *todo = palloc(Max(n, 1) * sizeof(BoundAdd));
 	BoundAdd *retry = palloc(Max(n, 1) * sizeof(BoundAdd));
-	int       ntodo = n;
-	int       nwant = 0;
 
-	memcpy(todo, adds, n * sizeof(BoundAdd));
 	/* a second pass for rows no longer where they were remembered */
-	for (int pass = 0; pass < 2 && ntodo > 0; pass++)
+	for (int pass = 0; pass < 2 && n > 0; pass++)
 	{
 		int nvalid = 0;
 		int nretry = 0;
 
-		for (int i = 0; i < ntodo; i++)
-			if (bound_tid(br, todo[i].budget_id, pass > 0, &todo[i].tid))
-				todo[nvalid++] = todo[i];
-		qsort(todo, nvalid, sizeof(BoundAdd), add_block_cmp);
+		for (int i = 0; i < n; i++)
+			if (bound_tid(br, adds[i].budget_id, pass > 0, &adds[i].tid))
+				adds[nvalid++] = adds[i];
+		qsort(adds, nvalid, sizeof(BoundAdd), add_block_cmp);
 		for (int i = 0; i < nvalid;)
 		{
-			BlockNumber       blk = ItemPointerGetBlockNumber(&todo[i].tid);
+			BlockNumber       blk = ItemPointerGetBlockNumber(&adds[i].tid);
 			Buffer            buf = ReadBuffer(br->rel, blk);
 			GenericXLogState *state = NULL;
 			Page              copy = NULL;
 			int               j;
 
 			LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-			for (j = i; j < nvalid && ItemPointerGetBlockNumber(&todo[j].tid) == blk; j++)
+			for (j = i; j < nvalid && ItemPointerGetBlockNumber(&adds[j].tid) == blk; j++)
 			{
-				BoundAdd       *a = &todo[j];
+				BoundAdd       *a = &adds[j];
 				TimestampTz     period;
 				int64           bound;
+				int64           ahead;
 				HeapTupleHeader htup;
 				char           *data;
 
-				if (!row_on_page(br, buf, &a->tid, a->budget_id, &period, &bound))
+				if (!row_on_page(br, buf, &a->tid, a->budget_id, &period, &bound, &ahead))
 				{
 					retry[nretry++] = *a;
 					continue;
 				}
 				if (a->period_start == period)
-					bound = bound > PG_INT64_MAX - a->nanos ? PG_INT64_MAX : bound + a->nanos;
-				else if (a->period_start > period && a->begun && a->total >= 0)
+					bound = plus(bound, a->nanos);
+				else if (a->period_start > period && a->begun)
 				{
+					/* the spend written ahead includes this period's so far */
 					period = a->period_start;
-					bound = a->total;
+					bound = plus(ahead, a->nanos);
 				}
+				else if (a->period_start > period)
+					ahead = plus(ahead, a->nanos);
 				else
-				{
-					if (a->period_start > period && a->begun)
-						adds[nwant++] = *a;
 					continue;
-				}
 				if (state == NULL)
 				{
 					state = GenericXLogStart(br->rel);
@@ -289,18 +294,17 @@ bound_add_all(const BoundRel *br, BoundAdd *adds, int n)
 				data = (char *) htup + htup->t_hoff;
 				memcpy(data + br->offsets[BOUND_PERIOD_START], &period, sizeof(period));
 				memcpy(data + br->offsets[BOUND_BOUND], &bound, sizeof(bound));
+				memcpy(data + br->offsets[BOUND_AHEAD], &ahead, sizeof(ahead));
 			}
 			if (state != NULL)
 				GenericXLogFinish(state);
 			UnlockReleaseBuffer(buf);
 			i = j;
 		}
-		memcpy(todo, retry, nretry * sizeof(BoundAdd));
-		ntodo = nretry;
+		memcpy(adds, retry, nretry * sizeof(BoundAdd));
+		n = nretry;
 	}
-	pfree(todo);
 	pfree(retry);
-	return nwant;
 }
 
 /*
@@ -313,6 +317,7 @@ bound_below(const BoundRel *br, int64 budget_id, TimestampTz period_start, int64
 	ItemPointerData tid;
 	TimestampTz     period;
 	int64           bound;
+	int64           ahead;
 
 	for (int pass = 0; pass < 2; pass++)
 	{
@@ -323,7 +328,7 @@ bound_below(const BoundRel *br, int64 budget_id, TimestampTz period_start, int64
 			return false;
 		buf = ReadBuffer(br->rel, ItemPointerGetBlockNumber(&tid));
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		found = row_on_page(br, buf, &tid, budget_id, &period, &bound);
+		found = row_on_page(br, buf, &tid, budget_id, &period, &bound, &ahead);
 		UnlockReleaseBuffer(buf);
 		if (found)
 			return period == period_start && bound < amount;
@@ -331,13 +336,20 @@ bound_below(const BoundRel *br, int64 budget_id, TimestampTz period_start, int64
 	return false;
 }
 
+static int64
+clamp_nanos(int128 v)
+{
+	return v < 0 ? 0 : v > PG_INT64_MAX ? PG_INT64_MAX : (int64) v;
+}
+
 /*
  * Set a budget's bound (by budget_recount, while no transaction records):
- * its row is replaced by one with the exact spend of its latest period with
- * spend, or removed when the budget is not active.
+ * its row is replaced by one with the exact spend of the present period and
+ * of the periods after it, or removed when the budget is not active (or is
+ * deleted).
  */
 void
-bound_set(int64 budget_id, bool active, TimestampTz period_start, int128 spend)
+bound_set(int64 budget_id, bool active, TimestampTz period_start, int128 spend, int128 ahead)
 {
 	Relation    rel;
 	ScanKeyData key;
@@ -357,14 +369,13 @@ bound_set(int64 budget_id, bool active, TimestampTz period_start, int128 spend)
 	if (active)
 	{
 		Datum             values[BOUND_NCOLS];
-		bool              nulls[BOUND_NCOLS] = {false, false, false};
+		bool              nulls[BOUND_NCOLS] = {false, false, false, false};
 		CatalogIndexState indstate;
 
 		values[BOUND_BUDGET_ID] = Int64GetDatum(budget_id);
 		values[BOUND_PERIOD_START] = TimestampTzGetDatum(period_start);
-		values[BOUND_BOUND] = Int64GetDatum(spend < 0              ? 0
-											: spend > PG_INT64_MAX ? PG_INT64_MAX
-																   : (int64) spend);
+		values[BOUND_BOUND] = Int64GetDatum(clamp_nanos(spend));
+		values[BOUND_AHEAD] = Int64GetDatum(clamp_nanos(ahead));
 		tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 		indstate = CatalogOpenIndexes(rel);
 		CatalogTupleInsertWithInfo(rel, tup, indstate);

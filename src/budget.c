@@ -659,6 +659,34 @@ init_spend_period_keys(ScanKeyData *keys, int64 budget_id, TimestampTz period_st
 }
 
 /*
+ * The row version at a remembered TID, when it is visible (committed, or
+ * this transaction's own) and the newest of its row: pinned in *buf.  The
+ * page is pruned first, as an index fetch would, so that the versions this
+ * backend leaves behind are removed and its next update fits on the page
+ * (HOT, no index entry); before the fetch, as pruning moves tuples.
+ */
+bool
+ledger_fetch_newest(Relation rel, BlockNumber nblocks, const ItemPointerData *tid, HeapTuple tup,
+					Buffer *buf)
+{
+	*buf = InvalidBuffer;
+	if (!ItemPointerIsValid(tid) || ItemPointerGetBlockNumber(tid) >= nblocks)
+		return false;
+	*buf = ReadBuffer(rel, ItemPointerGetBlockNumber(tid));
+	heap_page_prune_opt(rel, *buf);
+	ReleaseBuffer(*buf);
+	*buf = InvalidBuffer;
+	tup->t_self = *tid;
+	if (!heap_fetch(rel, SnapshotSelf, tup, buf, false))
+		return false;
+	if (ItemPointerEquals(&tup->t_self, &tup->t_data->t_ctid))
+		return true;
+	ReleaseBuffer(*buf);
+	*buf = InvalidBuffer;
+	return false;
+}
+
+/*
  * Where this backend last wrote each counter row of its slot (the key's
  * subid holding the slot): a backend mostly records into the same slot, so
  * the next statement finds the row by its TID, without the index.  A TID is
@@ -710,18 +738,9 @@ spend_row_by_tid(Relation rel, BlockNumber nblocks, const PendingKey *counter, i
 	bool      isnull;
 	bool      same;
 
-	if (t == NULL || !ItemPointerIsValid(&t->tid) || ItemPointerGetBlockNumber(&t->tid) >= nblocks)
+	if (t == NULL || !ledger_fetch_newest(rel, nblocks, &t->tid, tup, buf))
 		return false;
-	/* prune first, as an index fetch would, so that the update fits on the page */
-	*buf = ReadBuffer(rel, ItemPointerGetBlockNumber(&t->tid));
-	heap_page_prune_opt(rel, *buf);
-	ReleaseBuffer(*buf);
-	*buf = InvalidBuffer;
-	tup->t_self = t->tid;
-	if (!heap_fetch(rel, SnapshotSelf, tup, buf, false))
-		return false;
-	same = ItemPointerEquals(&tup->t_self, &tup->t_data->t_ctid) &&
-		   DatumGetInt64(heap_getattr(tup, spend_map.attno[S_BUDGET_ID] + 1, desc, &isnull)) ==
+	same = DatumGetInt64(heap_getattr(tup, spend_map.attno[S_BUDGET_ID] + 1, desc, &isnull)) ==
 			   counter->budget_id &&
 		   DatumGetTimestampTz(heap_getattr(tup, spend_map.attno[S_PERIOD_START] + 1, desc,
 											&isnull)) == counter->period_start &&
@@ -890,7 +909,6 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 			a->period_start = e->key.period_start;
 			a->nanos = e->nanos > PG_INT64_MAX ? PG_INT64_MAX : (int64) e->nanos;
 			a->begun = b != NULL && e->key.period_start <= period_of(b, GetCurrentTimestamp());
-			a->total = -1;
 		}
 		if (note_touched && e->budget_currency)
 		{
@@ -910,29 +928,7 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 	CommandCounterIncrement();
 	if (have_bounds)
 	{
-		/*
-		 * A bound that moves to a new period starts from that period's
-		 * counters, this transaction's just written included, read as the
-		 * alert check reads them.
-		 */
-		int nwant = bound_add_all(&bounds, adds, nadds);
-
-		if (nwant > 0)
-		{
-			SnapshotData dirty;
-
-			InitDirtySnapshot(dirty);
-			for (int i = 0; i < nwant; i++)
-			{
-				const CachedBudget *b = catalog_budget(adds[i].budget_id);
-				int128              t = b == NULL ? 0
-												  : period_total(o, b->id, adds[i].period_start,
-																 b->amount.currency, &dirty, NULL);
-
-				adds[i].total = t < 0 ? 0 : t > PG_INT64_MAX ? PG_INT64_MAX : (int64) t;
-			}
-			(void) bound_add_all(&bounds, adds, nwant);
-		}
+		bound_add_all(&bounds, adds, nadds);
 		bound_close(&bounds);
 	}
 }
@@ -1582,7 +1578,7 @@ budget_delete_waits(PG_FUNCTION_ARGS)
 	id = heap_getattr(trigdata->tg_trigtuple, column_attno(trigdata->tg_relation, "id"), desc,
 					  &isnull);
 	if (!isnull)
-		bound_set(DatumGetInt64(id), false, 0, 0);
+		bound_set(DatumGetInt64(id), false, 0, 0, 0);
 	return PointerGetDatum(trigdata->tg_trigtuple);
 }
 
@@ -1771,16 +1767,26 @@ budget_recount(PG_FUNCTION_ARGS)
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
 
-	/* the bound of the present period: exactly its spend */
+	/* the bound: exactly the spend of the present period, and of those after it */
 	if (active)
 	{
-		TimestampTz present = period_of(&b, GetCurrentTimestamp());
+		TimestampTz     present = period_of(&b, GetCurrentTimestamp());
+		int128          ahead = 0;
+		HASH_SEQ_STATUS seq;
+		PendingSpend   *e;
 
+		/* each period with counters is a key of sums, once in the budget's currency */
+		hash_seq_init(&seq, sums);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			if (e->budget_currency && e->key.period_start > present)
+				ahead += period_total(o, budget_id, e->key.period_start, b.amount.currency,
+									  SnapshotSelf, NULL);
 		bound_set(budget_id, true, present,
-				  period_total(o, budget_id, present, b.amount.currency, SnapshotSelf, NULL));
+				  period_total(o, budget_id, present, b.amount.currency, SnapshotSelf, NULL),
+				  ahead);
 	}
 	else
-		bound_set(budget_id, false, 0, 0);
+		bound_set(budget_id, false, 0, 0, 0);
 	PopActiveSnapshot();
 	owner_sql_end(&owner);
 	PG_RETURN_INT64(rows);

@@ -137,13 +137,15 @@ extern void budget_init(void);
 extern int  ledger_claim_slot(void);
 extern bool ledger_try_lock_slot(int slot);
 extern int  ledger_cap_lock_timeout(void);
+extern bool ledger_fetch_newest(Relation rel, BlockNumber nblocks, const ItemPointerData *tid,
+								HeapTuple tup, Buffer *buf);
 
 /* bound.c: budget_bounds, opened for a series of bound_add_all or bound_below */
 typedef struct BoundRel
 {
 	Relation    rel;
 	BlockNumber nblocks;
-	int         offsets[3]; /* of its columns in a row */
+	int         offsets[4]; /* of its columns in a row */
 } BoundRel;
 
 /* spend written into a budget period's counters, for its bound */
@@ -153,15 +155,15 @@ typedef struct BoundAdd
 	TimestampTz     period_start;
 	int64           nanos; /* positive */
 	bool            begun; /* period_start is not after the present period */
-	int64           total; /* the period's counters when the row moves to it; -1: not read */
 	ItemPointerData tid;   /* the row's, found by bound_add_all */
 } BoundAdd;
 extern bool bound_open(BoundRel *br, LOCKMODE lockmode);
 extern void bound_close(BoundRel *br);
-extern int  bound_add_all(const BoundRel *br, BoundAdd *adds, int n);
+extern void bound_add_all(const BoundRel *br, BoundAdd *adds, int n);
 extern bool bound_below(const BoundRel *br, int64 budget_id, TimestampTz period_start,
 						int64 amount);
-extern void bound_set(int64 budget_id, bool active, TimestampTz period_start, int128 spend);
+extern void bound_set(int64 budget_id, bool active, TimestampTz period_start, int128 spend,
+					  int128 ahead);
 
 /* rollup.c */
 extern void rollup_init(void);

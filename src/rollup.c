@@ -504,22 +504,9 @@ fetch_by_tid(Relation rel, BlockNumber nblocks, RollupRel *r, const RollupEntry 
 	TidEntry *t = tid_entry(e, slot, false);
 	bool      isnull;
 
-	if (t == NULL || !ItemPointerIsValid(&t->tid) || ItemPointerGetBlockNumber(&t->tid) >= nblocks)
+	if (t == NULL || !ledger_fetch_newest(rel, nblocks, &t->tid, tup, buf))
 		return false;
-	/*
-	 * Prune the page first, as an index fetch would: the versions this
-	 * backend leaves behind are removed, and the next update fits on the
-	 * page (HOT, no index entry).  Before the fetch, as pruning moves tuples.
-	 */
-	*buf = ReadBuffer(rel, ItemPointerGetBlockNumber(&t->tid));
-	heap_page_prune_opt(rel, *buf);
-	ReleaseBuffer(*buf);
-	*buf = InvalidBuffer;
-	tup->t_self = t->tid;
-	if (!heap_fetch(rel, SnapshotSelf, tup, buf, false))
-		return false;
-	if (!ItemPointerEquals(&tup->t_self, &tup->t_data->t_ctid) ||
-		DatumGetTimestampTz(heap_getattr(tup, r->stretch, desc, &isnull)) != e->key.stretch ||
+	if (DatumGetTimestampTz(heap_getattr(tup, r->stretch, desc, &isnull)) != e->key.stretch ||
 		DatumGetInt16(heap_getattr(tup, r->slot, desc, &isnull)) != slot)
 	{
 		ReleaseBuffer(*buf);

@@ -11,7 +11,10 @@ two-phase commit.  A second round crosses the budgets' alert thresholds
 while the slots are all taken.  Afterwards: the counters equal the ledger
 for every budget and period, the rollups equal the ledger, each threshold
 reached has exactly one alert and one NOTIFY and no other has any, and each
-budget's bound is at least its spend.
+budget's bound is at least its spend.  Then the alert check's bounds: far
+below a threshold, commits do not read the counters, even after a row dated
+in a later period (whose spend the bound keeps apart), and counters written
+by SQL take their budget's bound away.
 
 Uses a database of its own, through the libpq environment (PGHOST, PGPORT,
 ...), and drops it.  Prints TAP.
@@ -111,7 +114,7 @@ def main():
     admin.execute(f"CREATE DATABASE {DBNAME}")
     dsn = psycopg.conninfo.make_conninfo("", dbname=DBNAME)
     rng = random.Random(SEED)
-    print("1..12")
+    print("1..14")
     comment(f"seed {SEED}; {RECORDERS} recorders, {SLOTS} shared slots")
     try:
         db = psycopg.connect(dsn, autocommit=True)
@@ -211,12 +214,23 @@ def main():
         check(after - before < 20,
               f"100 commits far below the blue budget's threshold read its counters "
               f"{after - before} times through the index (a row dated ahead did not stop that)")
+        ahead = db.execute("""SELECT x.ahead FROM tokenledger.budget_bounds x
+                              JOIN tokenledger.budgets b ON b.id = x.budget_id AND b.name = 'blue'""").fetchone()
+        check(ahead is not None and ahead[0] >= 10**7,
+              f"the spend dated ahead is in the blue budget's bound for later periods ({ahead})")
+        # counters written by SQL (as a logical replication's apply writes
+        # them) take the budget's bound with it: its counters are read again
+        db.execute("UPDATE tokenledger.budget_spend SET spent = spent WHERE budget_id = "
+                   "(SELECT id FROM tokenledger.budgets WHERE name = 'blue')")
+        left = db.execute("""SELECT b.name FROM tokenledger.budget_bounds x
+                             JOIN tokenledger.budgets b ON b.id = x.budget_id ORDER BY 1""").fetchall()
+        check(left == [("red",)], f"an UPDATE of blue's counters removed its bound; left: {left}")
         listener.close()
         db.close()
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {DBNAME} WITH (FORCE)")
         admin.close()
-    return 0 if all(results) and len(results) == 12 else 1
+    return 0 if all(results) and len(results) == 14 else 1
 
 
 if __name__ == "__main__":
