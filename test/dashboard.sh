@@ -32,11 +32,7 @@ trap cleanup EXIT
 PGOPTIONS="-c client_min_messages=warning" psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
 export PGDATABASE=$DB
 
-n=0
-ok() {
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
-}
+. test/tap.sh
 comment() { sed 's/^/# /' "$@"; }
 
 echo "1..23"
@@ -126,3 +122,4 @@ grep '^error' "$OUT/page" | comment
 
 [ -s "$SHOT" ]
 ok $? "the screenshot is saved to $SHOT"
+[ "$failed" = 0 ]

@@ -22,17 +22,7 @@ fi
 # --- inside the fresh root, at the top of the clone ---
 export DEBIAN_FRONTEND=noninteractive
 log=/tmp/package-test.log
-n=0
-failed=0
-ok() { # ok <status> <description>
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-		failed=$((failed + 1))
-	fi
-}
+. test/tap.sh
 bail() { echo "Bail out! $1 (log: $log)"; tail -40 "$log"; exit 1; }
 
 apt-get update -q >"$log" 2>&1

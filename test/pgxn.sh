@@ -21,17 +21,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-n=0
-failed=0
-ok() { # ok <status> <description>
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-		failed=$((failed + 1))
-	fi
-}
+. test/tap.sh
 
 zip=$(sh scripts/dist.sh "$T" 2>"$T/dist.err")
 ok $? "make dist builds $(basename "$zip") (META.json, the control file and debian/changelog agree on the version)"
