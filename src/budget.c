@@ -34,9 +34,11 @@
  * counters before or after it, never between.
  *
  * Alerts.  Before the transaction commits, for each (budget, period) it
- * counted spend against, in budget id order: the period's spend including
- * what concurrent transactions have written but not committed (a dirty
- * read) is compared with the thresholds; when one that has no alert yet is
+ * counted spend against, in budget id order, unless the budget's bound
+ * (bound.c, raised by write_counters) shows the period below the lowest
+ * threshold: the period's spend including what concurrent transactions
+ * have written but not committed (a dirty read) is compared with the
+ * thresholds; when one that has no alert yet is
  * reached, the budget's lock is taken (waited for a second at most, then
  * noted in the server log and left to the next recording), the spend is
  * read again as committed now plus this transaction's own, and the alert
