@@ -131,12 +131,12 @@ column_offsets(TupleDesc desc, int *offsets)
 
 /* a row's column data */
 static inline char *
-row_data(const HeapTupleData *tup)
+row_data(HeapTupleHeader htup)
 {
-	return (char *) tup->t_data + tup->t_data->t_hoff;
+	return (char *) htup + htup->t_hoff;
 }
 
-/* open budget_bounds for a series of bound_add or bound_below; false in a database at 1.0 */
+/* open budget_bounds for a series of bound_add_all or bound_below; false in a database at 1.0 */
 bool
 bound_open(BoundRel *br, LOCKMODE lockmode)
 {
@@ -201,10 +201,10 @@ row_on_page(const BoundRel *br, Buffer buf, const ItemPointerData *tid, int64 bu
 	tup.t_self = *tid;
 	if (HeapTupleHasNulls(&tup) || !HeapTupleSatisfiesVisibility(&tup, SnapshotSelf, buf))
 		return false;
-	memcpy(&id, row_data(&tup) + br->offsets[BOUND_BUDGET_ID], sizeof(id));
-	memcpy(period, row_data(&tup) + br->offsets[BOUND_PERIOD_START], sizeof(*period));
-	memcpy(bound, row_data(&tup) + br->offsets[BOUND_BOUND], sizeof(*bound));
-	memcpy(ahead, row_data(&tup) + br->offsets[BOUND_AHEAD], sizeof(*ahead));
+	memcpy(&id, row_data(tup.t_data) + br->offsets[BOUND_BUDGET_ID], sizeof(id));
+	memcpy(period, row_data(tup.t_data) + br->offsets[BOUND_PERIOD_START], sizeof(*period));
+	memcpy(bound, row_data(tup.t_data) + br->offsets[BOUND_BOUND], sizeof(*bound));
+	memcpy(ahead, row_data(tup.t_data) + br->offsets[BOUND_AHEAD], sizeof(*ahead));
 	return id == budget_id;
 }
 
@@ -291,7 +291,7 @@ bound_add_all(const BoundRel *br, BoundAdd *adds, int n)
 				}
 				htup = (HeapTupleHeader) PageGetItem(
 					copy, PageGetItemId(copy, ItemPointerGetOffsetNumber(&a->tid)));
-				data = (char *) htup + htup->t_hoff;
+				data = row_data(htup);
 				memcpy(data + br->offsets[BOUND_PERIOD_START], &period, sizeof(period));
 				memcpy(data + br->offsets[BOUND_BOUND], &bound, sizeof(bound));
 				memcpy(data + br->offsets[BOUND_AHEAD], &ahead, sizeof(ahead));
