@@ -16,6 +16,215 @@ ALTER TABLE @extschema@.initiatives ENABLE ALWAYS TRIGGER initiatives_changed;
 ALTER TABLE @extschema@.budgets ENABLE ALWAYS TRIGGER budgets_changed;
 ALTER TABLE @extschema@.fx_rates ENABLE ALWAYS TRIGGER fx_rates_changed;
 
+-- ---------------------------------------------------------------------------
+-- the ledger, partitioned by month
+--
+-- usage and outcomes are range-partitioned on occurred_at: one partition a
+-- month (usage_2026_11, named by the month in UTC) and a default partition
+-- that takes every row no month covers yet, so no row is ever refused for
+-- its date.  create_partitions() makes the months ahead and moves the rows
+-- a default partition holds into their month.  A partitioned table's unique
+-- indexes must include the partition key, so the idempotency keys live in
+-- tables of their own (usage_request_ids, outcome_external_refs), written by
+-- the row triggers: a request_id is recorded once whichever month it names.
+-- Each partition has its own primary key on id; the parents have no unique
+-- index, so a partition may also be a foreign table (a shard).
+-- ---------------------------------------------------------------------------
+
+-- lets this transaction's deletes of ledger partitions by the owner through
+-- (create_partitions moving rows out of a default partition)
+CREATE FUNCTION @extschema@.moving_rows(moving boolean) RETURNS void
+	AS 'MODULE_PATHNAME', 'moving_rows_set' LANGUAGE C STRICT;
+COMMENT ON FUNCTION @extschema@.moving_rows(boolean) IS
+	'internal: lets create_partitions() move rows out of a default partition in this transaction';
+REVOKE EXECUTE ON FUNCTION @extschema@.moving_rows(boolean) FROM PUBLIC;
+
+-- what every local partition of the ledger has of its own: a primary key,
+-- and TRUNCATE refused (statement triggers are not inherited)
+CREATE FUNCTION @extschema@.equip_partition(part regclass) RETURNS void LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (id)', part);
+	EXECUTE format('CREATE TRIGGER no_truncate BEFORE TRUNCATE ON %s'
+				   ' FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.append_only()', part);
+	EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER no_truncate', part);
+END $$;
+COMMENT ON FUNCTION @extschema@.equip_partition(regclass) IS
+	'internal: gives a new partition of the ledger its primary key and its TRUNCATE refusal';
+REVOKE EXECUTE ON FUNCTION @extschema@.equip_partition(regclass) FROM PUBLIC;
+
+-- The 1.0 tables become partitioned ones of the same columns, defaults,
+-- checks, comments, indexes and triggers; their rows move into the default
+-- partitions unchanged (ids, times, costs), before any trigger is on the new
+-- tables.  unpriced_usage (1.0) is pointed at the new usage.
+DO $$
+DECLARE
+	t text;
+	old regclass;
+	defs text[];
+	def text;
+	view_def text := pg_catalog.pg_get_viewdef('@extschema@.unpriced_usage'::regclass);
+BEGIN
+	FOREACH t IN ARRAY ARRAY['usage', 'outcomes'] LOOP
+		old := format('@extschema@.%I', t)::regclass;
+		-- the triggers and the indexes but the unique ones, as they are
+		SELECT array_agg(d ORDER BY n) INTO defs FROM (
+			SELECT 1 AS n, pg_catalog.pg_get_triggerdef(g.oid) AS d FROM pg_catalog.pg_trigger g
+			WHERE g.tgrelid = old AND NOT g.tgisinternal
+			UNION ALL
+			SELECT 2, format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', old, g.tgname)
+			FROM pg_catalog.pg_trigger g
+			WHERE g.tgrelid = old AND NOT g.tgisinternal AND g.tgenabled = 'A'
+			UNION ALL
+			SELECT 3, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+			WHERE i.indrelid = old AND NOT i.indisunique) s;
+		EXECUTE format('ALTER TABLE %s RENAME TO %I', old, t || '_1_0');
+		EXECUTE format('CREATE TABLE @extschema@.%I (LIKE @extschema@.%I INCLUDING DEFAULTS'
+					   ' INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)'
+					   ' PARTITION BY RANGE (occurred_at)', t, t || '_1_0');
+		EXECUTE format('COMMENT ON TABLE @extschema@.%I IS %L', t,
+					   pg_catalog.obj_description(old, 'pg_class') || '; partitioned by month');
+		EXECUTE format('CREATE TABLE @extschema@.%I PARTITION OF @extschema@.%I DEFAULT', t || '_default', t);
+		EXECUTE format('COMMENT ON TABLE @extschema@.%I IS %L', t || '_default',
+					   'the rows of ' || t || ' that no month partition covers (create_partitions() moves them into their month)');
+		PERFORM @extschema@.equip_partition(format('@extschema@.%I', t || '_default')::regclass);
+		PERFORM pg_catalog.pg_extension_config_dump(format('@extschema@.%I', t || '_default'), '');
+		EXECUTE format('INSERT INTO @extschema@.%I SELECT * FROM %s', t, old);
+		EXECUTE format('ALTER SEQUENCE @extschema@.%I OWNED BY @extschema@.%I.id', t || '_id_seq', t);
+		IF t = 'usage' THEN
+			EXECUTE 'CREATE OR REPLACE VIEW @extschema@.unpriced_usage AS ' || view_def;
+		END IF;
+		EXECUTE format('ALTER EXTENSION tokenledger DROP TABLE %s', old);
+		EXECUTE format('DROP TABLE %s', old);
+		FOREACH def IN ARRAY defs LOOP
+			EXECUTE def;
+		END LOOP;
+	END LOOP;
+END $$;
+
+-- partitions inherit row triggers, not statement ones: DELETE and UPDATE of
+-- a partition are refused row by row (the owner's one UPDATE, filling a
+-- missing cost, is the usage_before row trigger's to allow)
+CREATE TRIGGER usage_no_delete BEFORE DELETE ON @extschema@.usage
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.append_only();
+ALTER TABLE @extschema@.usage ENABLE ALWAYS TRIGGER usage_no_delete;
+CREATE TRIGGER outcomes_no_change BEFORE UPDATE OR DELETE ON @extschema@.outcomes
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.append_only();
+ALTER TABLE @extschema@.outcomes ENABLE ALWAYS TRIGGER outcomes_no_change;
+
+-- the idempotency keys (the key, the row's id and time); derived from the
+-- ledger, so not dumped: a restore writes them again
+CREATE TABLE @extschema@.usage_request_ids (
+	request_id text CONSTRAINT usage_request_id_key PRIMARY KEY,
+	id bigint NOT NULL,
+	occurred_at timestamptz NOT NULL
+);
+COMMENT ON TABLE @extschema@.usage_request_ids IS
+	'the request_id of every usage row, once, whichever month the row is in (the insert trigger writes it)';
+CREATE TABLE @extschema@.outcome_external_refs (
+	external_ref text CONSTRAINT outcomes_external_ref_key PRIMARY KEY,
+	id bigint NOT NULL,
+	occurred_at timestamptz NOT NULL
+);
+COMMENT ON TABLE @extschema@.outcome_external_refs IS
+	'the external_ref of every outcome, once, whichever month the outcome is in (the insert trigger writes it)';
+INSERT INTO @extschema@.usage_request_ids
+SELECT u.request_id, u.id, u.occurred_at FROM @extschema@.usage u WHERE u.request_id IS NOT NULL;
+INSERT INTO @extschema@.outcome_external_refs
+SELECT o.external_ref, o.id, o.occurred_at FROM @extschema@.outcomes o WHERE o.external_ref IS NOT NULL;
+
+-- One month's partition of usage or outcomes (m: the month's first day, in
+-- UTC).  The default partition's rows of that month move into it: they are
+-- deleted and inserted again through the ledger as restored rows (the
+-- owner's), keeping every column, counted once.  Rows that this transaction
+-- recorded would count again: their month waits for the next call.
+-- Returns 1 when it made the partition, else 0.
+CREATE FUNCTION @extschema@.create_partition(ledger text, m timestamp) RETURNS integer LANGUAGE plpgsql
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+DECLARE
+	part text := ledger || pg_catalog.to_char(m, '_YYYY_MM');
+	lo timestamptz := m AT TIME ZONE 'UTC';
+	hi timestamptz := (m + interval '1 month') AT TIME ZONE 'UTC';
+	key text := CASE ledger WHEN 'usage' THEN 'request_id' ELSE 'external_ref' END;
+	keys text := CASE ledger WHEN 'usage' THEN 'usage_request_ids' ELSE 'outcome_external_refs' END;
+	moving boolean;
+	busy boolean;
+BEGIN
+	IF ledger NOT IN ('usage', 'outcomes') THEN
+		RAISE EXCEPTION 'no ledger table "%"', ledger USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF pg_catalog.to_regclass(format('@extschema@.%I', part)) IS NOT NULL THEN
+		RETURN 0;
+	END IF;
+	EXECUTE format('SELECT EXISTS (SELECT FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2),'
+				   ' EXISTS (SELECT FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2'
+				   ' AND d.recorded_at = pg_catalog.now())', ledger || '_default', ledger || '_default')
+		INTO moving, busy USING lo, hi;
+	IF busy THEN
+		RETURN 0;
+	END IF;
+	EXECUTE format('CREATE TABLE @extschema@.%I (LIKE @extschema@.%I INCLUDING DEFAULTS'
+				   ' INCLUDING CONSTRAINTS INCLUDING STORAGE)', part, ledger);
+	IF moving THEN
+		-- recorders wait while the month's rows move
+		EXECUTE format('LOCK TABLE @extschema@.%I IN SHARE ROW EXCLUSIVE MODE', ledger);
+		EXECUTE format('CREATE TEMPORARY TABLE pg_temp.moved ON COMMIT DROP AS SELECT * FROM @extschema@.%I WITH NO DATA', part);
+		PERFORM @extschema@.moving_rows(true);
+		EXECUTE format('WITH d AS (DELETE FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2'
+					   ' RETURNING d.*) INSERT INTO pg_temp.moved SELECT * FROM d', ledger || '_default') USING lo, hi;
+		PERFORM @extschema@.moving_rows(false);
+		EXECUTE format('DELETE FROM @extschema@.%I k USING pg_temp.moved m WHERE k.%I = m.%I', keys, key, key);
+	END IF;
+	EXECUTE format('ALTER TABLE @extschema@.%I ATTACH PARTITION @extschema@.%I FOR VALUES FROM (%L) TO (%L)',
+				   ledger, part, lo, hi);
+	PERFORM @extschema@.equip_partition(format('@extschema@.%I', part)::regclass);
+	IF moving THEN
+		EXECUTE format('INSERT INTO @extschema@.%I SELECT * FROM pg_temp.moved', ledger);
+		DROP TABLE pg_temp.moved;
+	END IF;
+	RETURN 1;
+END $$;
+COMMENT ON FUNCTION @extschema@.create_partition(text, timestamp) IS
+	'internal: one month''s partition of usage or outcomes, with the default partition''s rows of that month moved into it';
+REVOKE EXECUTE ON FUNCTION @extschema@.create_partition(text, timestamp) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.create_partitions(since timestamptz DEFAULT now(), ahead interval DEFAULT '3 months')
+	RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+DECLARE
+	first_month timestamp := pg_catalog.date_trunc('month', since AT TIME ZONE 'UTC');
+	last_month timestamp := pg_catalog.date_trunc('month', (pg_catalog.now() + ahead) AT TIME ZONE 'UTC');
+	t text;
+	m timestamp;
+	made integer := 0;
+BEGIN
+	IF since IS NULL OR ahead IS NULL THEN
+		RAISE EXCEPTION 'create_partitions() needs a since and an ahead, not NULL'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF first_month < last_month - interval '100 years' THEN
+		RAISE EXCEPTION 'create_partitions() would make more than 1200 months from % to %',
+			pg_catalog.to_char(first_month, 'YYYY-MM'), pg_catalog.to_char(last_month, 'YYYY-MM')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Rows of months without a partition are kept in the default partition.';
+	END IF;
+	FOREACH t IN ARRAY ARRAY['usage', 'outcomes'] LOOP
+		FOR m IN EXECUTE format(
+			'SELECT g FROM pg_catalog.generate_series($1, $2, interval ''1 month'') g'
+			' UNION SELECT DISTINCT pg_catalog.date_trunc(''month'', d.occurred_at AT TIME ZONE ''UTC'')'
+			' FROM @extschema@.%I d WHERE d.occurred_at >= ''0001-01-01 00:00+00'''
+			' AND d.occurred_at < ''9999-12-01 00:00+00'' ORDER BY 1', t || '_default')
+			USING first_month, last_month
+		LOOP
+			made := made + @extschema@.create_partition(t, m);
+		END LOOP;
+	END LOOP;
+	RETURN made;
+END $$;
+COMMENT ON FUNCTION @extschema@.create_partitions(timestamptz, interval) IS
+	'makes the monthly partitions of usage and outcomes from since''s month to ahead of now, and one for each month whose rows the default partitions hold (moving them in); returns how many it made; for a scheduler (pg_cron)';
+REVOKE EXECUTE ON FUNCTION @extschema@.create_partitions(timestamptz, interval) FROM PUBLIC;
+
 -- one conversion for the accounting, the reservations and the reports
 CREATE OR REPLACE FUNCTION @extschema@.convert(amount @extschema@.cost, to_currency text,
 		at timestamptz DEFAULT now())
@@ -222,8 +431,12 @@ CREATE FUNCTION @extschema@.guard_ledger_inheritance() RETURNS event_trigger
 DECLARE
 	child regclass;
 BEGIN
-	SELECT i.inhrelid::regclass INTO child FROM pg_inherits i
-	WHERE i.inhparent IN (to_regclass('@extschema@.usage'), to_regclass('@extschema@.outcomes'))
+	-- partitions are the ledger's own (they inherit its triggers); a table
+	-- that merely inherits does not
+	SELECT i.inhrelid::regclass INTO child FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+	WHERE i.inhparent IN (to_regclass('@extschema@.usage'), to_regclass('@extschema@.outcomes'),
+						  to_regclass('@extschema@_archive.usage'), to_regclass('@extschema@_archive.outcomes'))
+	  AND NOT c.relispartition
 	LIMIT 1;
 	IF child IS NOT NULL THEN
 		RAISE EXCEPTION 'table % cannot inherit from the tokenledger ledger', child
@@ -627,6 +840,113 @@ CREATE POLICY outcomes_by_team ON @extschema@.outcomes FOR SELECT
 		   OR initiative IN (SELECT i.name FROM @extschema@.initiatives i
 							 WHERE i.team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])));
 CREATE POLICY outcomes_recording ON @extschema@.outcomes FOR INSERT WITH CHECK (true);
+
+-- ---------------------------------------------------------------------------
+-- the archive: closed months out of the live ledger, still in the reports
+--
+-- archive_before(month) detaches the months before month from usage and
+-- outcomes and attaches them to @extschema@_archive.usage and .outcomes,
+-- append-only as the ledger is.  The reports and the recounts read
+-- @extschema@_archive.all_usage and .all_outcomes, the live ledger and the
+-- archive together, so no figure changes.  With drop => true the months are
+-- dropped instead: the rollups keep their sums, the raw rows are gone.
+-- ---------------------------------------------------------------------------
+
+CREATE SCHEMA @extschema@_archive;
+COMMENT ON SCHEMA @extschema@_archive IS 'tokenledger''s archived months (archive_before())';
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['usage', 'outcomes'] LOOP
+		EXECUTE format('CREATE TABLE @extschema@_archive.%I (LIKE @extschema@.%I INCLUDING DEFAULTS'
+					   ' INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)'
+					   ' PARTITION BY RANGE (occurred_at)', t, t);
+		EXECUTE format('COMMENT ON TABLE @extschema@_archive.%I IS %L', t,
+					   'the archived months of ' || t || ' (archive_before()); append-only');
+		EXECUTE format('CREATE TRIGGER no_change BEFORE UPDATE OR DELETE OR TRUNCATE ON @extschema@_archive.%I'
+					   ' FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.append_only()', t);
+		EXECUTE format('CREATE TRIGGER no_row_change BEFORE UPDATE OR DELETE ON @extschema@_archive.%I'
+					   ' FOR EACH ROW EXECUTE FUNCTION @extschema@.append_only()', t);
+		EXECUTE format('ALTER TABLE @extschema@_archive.%I ENABLE ALWAYS TRIGGER no_change', t);
+		EXECUTE format('ALTER TABLE @extschema@_archive.%I ENABLE ALWAYS TRIGGER no_row_change', t);
+		EXECUTE format('ALTER TABLE @extschema@_archive.%I ENABLE ROW LEVEL SECURITY', t);
+		EXECUTE format('CREATE VIEW @extschema@_archive.%I WITH (security_invoker = true) AS'
+					   ' SELECT * FROM @extschema@.%I UNION ALL SELECT * FROM @extschema@_archive.%I',
+					   'all_' || t, t, t);
+		EXECUTE format('COMMENT ON VIEW @extschema@_archive.%I IS %L', 'all_' || t,
+					   'the live ' || t || ' and its archived months: what the reports read');
+	END LOOP;
+END $$;
+CREATE POLICY usage_by_team ON @extschema@_archive.usage FOR SELECT
+	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
+		   OR team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[]));
+CREATE POLICY outcomes_by_team ON @extschema@_archive.outcomes FOR SELECT
+	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
+		   OR initiative IN (SELECT i.name FROM @extschema@.initiatives i
+							 WHERE i.team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])));
+GRANT USAGE ON SCHEMA @extschema@_archive TO tokenledger_reader, tokenledger_admin;
+GRANT SELECT ON @extschema@_archive.usage, @extschema@_archive.outcomes,
+	@extschema@_archive.all_usage, @extschema@_archive.all_outcomes
+TO tokenledger_reader, tokenledger_admin;
+
+CREATE FUNCTION @extschema@.archive_before(month timestamptz, drop boolean DEFAULT false)
+	RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+DECLARE
+	lim timestamp := pg_catalog.date_trunc('month', month AT TIME ZONE 'UTC');
+	t text;
+	p record;
+	early timestamptz;
+	done integer := 0;
+BEGIN
+	IF month IS NULL OR drop IS NULL THEN
+		RAISE EXCEPTION 'archive_before() needs a month, not NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF lim > pg_catalog.date_trunc('month', pg_catalog.now() AT TIME ZONE 'UTC') THEN
+		RAISE EXCEPTION 'cannot archive month %: it is not closed', pg_catalog.to_char(lim - interval '1 month', 'YYYY-MM')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'archive_before(month) archives the months before month; a month is closed once it has ended.';
+	END IF;
+	FOREACH t IN ARRAY ARRAY['usage', 'outcomes'] LOOP
+		EXECUTE format('SELECT pg_catalog.min(d.occurred_at) FROM @extschema@.%I d WHERE d.occurred_at < $1',
+					   t || '_default') INTO early USING lim AT TIME ZONE 'UTC';
+		IF early IS NOT NULL THEN
+			RAISE EXCEPTION 'cannot archive the months before %: the default partition of % holds rows of %',
+				pg_catalog.to_char(lim, 'YYYY-MM'), t, pg_catalog.to_char(early AT TIME ZONE 'UTC', 'YYYY-MM')
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  HINT = 'Run tokenledger.create_partitions() first: it moves them into their month.';
+		END IF;
+	END LOOP;
+	FOREACH t IN ARRAY ARRAY['usage', 'outcomes'] LOOP
+		FOR p IN
+			SELECT c.relname, pg_catalog.to_timestamp(substr(c.relname, length(t) + 2), 'YYYY_MM')::timestamp AS m
+			FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+			WHERE i.inhparent = format('@extschema@.%I', t)::regclass
+			  AND c.relname ~ ('^' || t || '_[0-9]{4}_[0-9]{2}$')
+			  AND pg_catalog.to_timestamp(substr(c.relname, length(t) + 2), 'YYYY_MM')::timestamp < lim
+			ORDER BY 2
+		LOOP
+			EXECUTE format('ALTER TABLE @extschema@.%I DETACH PARTITION @extschema@.%I', t, p.relname);
+			IF drop THEN
+				EXECUTE format('DROP TABLE @extschema@.%I', p.relname);
+			ELSE
+				EXECUTE format('ALTER TABLE @extschema@.%I SET SCHEMA @extschema@_archive', p.relname);
+				EXECUTE format('ALTER TABLE @extschema@_archive.%I ATTACH PARTITION @extschema@_archive.%I'
+							   ' FOR VALUES FROM (%L) TO (%L)', t, p.relname,
+							   p.m AT TIME ZONE 'UTC', (p.m + interval '1 month') AT TIME ZONE 'UTC');
+			END IF;
+			done := done + 1;
+		END LOOP;
+	END LOOP;
+	RETURN done;
+END $$;
+COMMENT ON FUNCTION @extschema@.archive_before(timestamptz, boolean) IS
+	'moves the closed months before month out of usage and outcomes into @extschema@_archive (the reports still read them), or drops them (drop => true; the rollups keep their sums); returns how many partitions it moved';
+REVOKE EXECUTE ON FUNCTION @extschema@.archive_before(timestamptz, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.create_partitions(timestamptz, interval),
+	@extschema@.archive_before(timestamptz, boolean)
+TO tokenledger_admin;
 
 -- views read with the caller's rights, so the policies above apply to them
 ALTER VIEW @extschema@.unpriced_usage SET (security_invoker = true);
@@ -1094,7 +1414,7 @@ SELECT u.occurred_at::date, u.team, u.initiative, u.provider,
 	   sum(@extschema@.cache_write(u.tokens)), sum(@extschema@.cache_write_1h(u.tokens)),
 	   sum(@extschema@.reasoning(u.tokens)),
 	   coalesce(sum(@extschema@.amount(u.cost) * coalesce(x.rate, 1)), 0)
-FROM @extschema@.usage u
+FROM @extschema@_archive.all_usage u
 CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(@extschema@.currency(u.cost), (SELECT @extschema@.report_currency()),
 											   u.occurred_at) AS rate) x
 WHERE NOT @extschema@.whole_hour_zone()
@@ -1117,7 +1437,7 @@ SELECT o.occurred_at::date, o.initiative,
 	   CASE WHEN o.value IS NULL OR x.rate IS NOT NULL THEN (SELECT @extschema@.report_currency())
 			ELSE @extschema@.currency(o.value) END,
 	   count(*), sum(o.quantity), coalesce(sum(@extschema@.amount(o.value) * coalesce(x.rate, 1)), 0)
-FROM @extschema@.outcomes o
+FROM @extschema@_archive.all_outcomes o
 CROSS JOIN LATERAL (SELECT @extschema@.fx_rate(@extschema@.currency(o.value), (SELECT @extschema@.report_currency()),
 											   o.occurred_at) AS rate) x
 WHERE NOT @extschema@.whole_hour_zone()
@@ -1312,7 +1632,7 @@ FROM (
 	SELECT u.run_id, min(u.occurred_at) AS first_at, max(u.occurred_at) AS last_at,
 		   (array_agg(u.initiative ORDER BY u.initiative IS NULL, u.occurred_at, u.id))[1] AS initiative,
 		   (array_agg(u.team ORDER BY u.initiative IS NULL, u.occurred_at, u.id))[1] AS team
-	FROM @extschema@.usage u
+	FROM @extschema@_archive.all_usage u
 	WHERE u.run_id IS NOT NULL
 	GROUP BY u.run_id
 ) r
@@ -1326,7 +1646,7 @@ JOIN (
 		SELECT u.run_id, c.currency, CASE WHEN u.entry = 'call' THEN u.requests ELSE 0 END AS requests,
 			   @extschema@.total(u.tokens) AS total_tokens, c.spend,
 			   NULL::numeric AS outcomes, NULL::numeric AS outcome_value
-		FROM @extschema@.usage u
+		FROM @extschema@_archive.all_usage u
 		CROSS JOIN LATERAL (
 			SELECT CASE WHEN u.cost IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
 						ELSE @extschema@.currency(u.cost) END AS currency,
@@ -1337,7 +1657,7 @@ JOIN (
 		WHERE u.run_id IS NOT NULL
 		UNION ALL
 		SELECT o.run_id, v.currency, 0, 0, NULL, o.quantity, v.value
-		FROM @extschema@.outcomes o
+		FROM @extschema@_archive.all_outcomes o
 		CROSS JOIN LATERAL (
 			SELECT CASE WHEN o.value IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
 						ELSE @extschema@.currency(o.value) END AS currency,
@@ -1351,7 +1671,7 @@ JOIN (
 ) g ON g.run_id = r.run_id
 LEFT JOIN (
 	SELECT o.run_id, sum(o.quantity) > 0 AS produced_outcome
-	FROM @extschema@.outcomes o
+	FROM @extschema@_archive.all_outcomes o
 	WHERE o.run_id IS NOT NULL
 	GROUP BY o.run_id
 ) p ON p.run_id = r.run_id;
@@ -1390,7 +1710,7 @@ FROM (
 		SELECT pg_catalog.date_trunc('month', u.occurred_at)::date AS month, u.initiative IS NULL AS unattributed,
 			   u.api_key, u.app, u.principal, u.entry, u.requests,
 			   @extschema@.total(u.tokens) AS total_tokens, c.currency, c.spend
-		FROM @extschema@.usage u
+		FROM @extschema@_archive.all_usage u
 		CROSS JOIN LATERAL (
 			SELECT CASE WHEN u.cost IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
 						ELSE @extschema@.currency(u.cost) END AS currency,
@@ -1424,7 +1744,7 @@ CREATE VIEW @extschema@.token_maxing WITH (security_invoker = true) AS
 WITH ledger AS (
 	SELECT pg_catalog.date_trunc('month', u.occurred_at)::date AS month, u.principal, u.team, u.run_id,
 		   u.entry, u.requests, @extschema@.total(u.tokens) AS total_tokens, c.currency, c.spend
-	FROM @extschema@.usage u
+	FROM @extschema@_archive.all_usage u
 	CROSS JOIN LATERAL (
 		SELECT CASE WHEN u.cost IS NULL OR x.rate IS NOT NULL THEN @extschema@.report_currency()
 					ELSE @extschema@.currency(u.cost) END AS currency,
@@ -1434,7 +1754,7 @@ WITH ledger AS (
 	) c
 ), run_outcomes AS (
 	SELECT o.run_id, sum(o.quantity) AS outcomes
-	FROM @extschema@.outcomes o
+	FROM @extschema@_archive.all_outcomes o
 	WHERE o.run_id IS NOT NULL
 	GROUP BY o.run_id
 ), sums AS (
@@ -1562,7 +1882,7 @@ FROM (
 					WHEN u.entry = 'adjustment' AND @extschema@.amount(u.cost) < 0 THEN 'Credit'
 					ELSE 'Adjustment' END AS category,
 			   CASE WHEN u.entry = 'rerate' THEN 'Correction' END AS class
-		FROM @extschema@.usage u
+		FROM @extschema@_archive.all_usage u
 	) l
 	GROUP BY l.day, l.provider, l.model, l.service_tier, l.initiative, l.team, l.currency, l.category,
 			 l.class, l.price_id
@@ -1723,12 +2043,12 @@ FROM (
 		   @extschema@.input(c.tokens)::numeric + @extschema@.cache_read(c.tokens)
 			   + @extschema@.cache_write(c.tokens) + @extschema@.cache_write_1h(c.tokens) < 1000::numeric * c.requests
 		   AND @extschema@.output(c.tokens) < 300::numeric * c.requests AS short
-	FROM @extschema@.usage u
+	FROM @extschema@_archive.all_usage u
 	-- the call itself, or the call an adjustment or rerate corrects
 	CROSS JOIN LATERAL (
 		SELECT u.tokens, u.requests, u.service_tier, u.cost WHERE u.entry = 'call'
 		UNION ALL
-		SELECT o.tokens, o.requests, o.service_tier, o.cost FROM @extschema@.usage o
+		SELECT o.tokens, o.requests, o.service_tier, o.cost FROM @extschema@_archive.all_usage o
 		WHERE u.entry <> 'call' AND o.id = u.adjusts AND o.entry = 'call'
 	) c
 	CROSS JOIN LATERAL (SELECT coalesce(@extschema@.resolve_model(u.provider, u.model), u.model) AS model) m
@@ -1794,7 +2114,7 @@ ledger AS NOT MATERIALIZED (
 		   @extschema@.currency(u.cost) AS cost_currency, @extschema@.amount(u.cost) AS amount,
 		   @extschema@.fx_rate(@extschema@.currency(u.cost), s.report_currency, u.occurred_at) AS fx,
 		   s.report_currency
-	FROM @extschema@.usage u, settings s
+	FROM @extschema@_archive.all_usage u, settings s
 ),
 -- per initiative, api_key, day, currency and rate: each row's amount x its
 -- rate, summed exactly as the sum of the amounts x the rate
@@ -1845,7 +2165,7 @@ baselines AS (
 -- spend by currency
 repeats AS (
 	SELECT u.run_id, u.prompt_hash, date_trunc('hour', u.occurred_at) AS hour
-	FROM @extschema@.usage u
+	FROM @extschema@_archive.all_usage u
 	WHERE u.run_id IS NOT NULL AND u.prompt_hash IS NOT NULL
 	GROUP BY u.run_id, u.prompt_hash, date_trunc('hour', u.occurred_at)
 	HAVING coalesce(sum(u.requests) FILTER (WHERE u.entry = 'call'), 0) >= (SELECT s.loop_threshold FROM settings s)
@@ -1952,7 +2272,7 @@ CROSS JOIN LATERAL (
 				ELSE (SELECT coalesce(sum(@extschema@.amount(u.cost)
 										  * @extschema@.fx_rate(@extschema@.currency(u.cost),
 																@extschema@.currency(b.amount), u.occurred_at)), 0)
-					  FROM @extschema@.usage u
+					  FROM @extschema@_archive.all_usage u
 					  WHERE u.cost IS NOT NULL AND u.occurred_at >= f.since AND u.occurred_at <= now()
 						AND @extschema@.budget_applies(b, u.team, u.initiative, u.principal, u.api_key, u.app))
 				END AS spend

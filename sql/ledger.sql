@@ -195,12 +195,12 @@ SELECT adjusts, cost, reason FROM usage WHERE entry = 'rerate' ORDER BY adjusts;
 -- what a rerated call now stands at: its cost plus its rerate entries
 SELECT c.id, c.cost AS charged, c.cost + sum(r.cost) AS now, cost_of(c.tokens, c.provider, c.model, c.service_tier, c.occurred_at) AS catalog
 FROM usage c JOIN usage r ON r.adjusts = c.id AND r.entry = 'rerate'
-GROUP BY c.id ORDER BY c.id;
+GROUP BY c.id, c.cost, c.tokens, c.provider, c.model, c.service_tier, c.occurred_at ORDER BY c.id;
 -- a price back to its first value: the rerate entries net out
 UPDATE prices SET rate = 'in=1 out=4 cache_read=0.25 cache_write=1.25 cache_write_1h=2 USD/1M' WHERE source = 'test v2';
 SELECT rerate('acme', 'm1', '2025-07-01', '2025-09-01') AS rerated_back;
 SELECT c.id, c.cost + sum(r.cost) AS now FROM usage c JOIN usage r ON r.adjusts = c.id AND r.entry = 'rerate'
-GROUP BY c.id ORDER BY c.id;
+GROUP BY c.id, c.cost ORDER BY c.id;
 -- given costs and adjustments are never rerated
 SELECT count(*) AS rerates_of_given_costs FROM usage r JOIN usage c ON c.id = r.adjusts
 WHERE r.entry = 'rerate' AND c.price_id IS NULL;

@@ -49,12 +49,14 @@ ledger_privileged(Relation rel)
 /*
  * Rows recorded now carry this transaction's start time (the default, or
  * what the insert trigger sets); a row that carries another time was
- * recorded before, elsewhere, and is being restored.
+ * recorded before, elsewhere, and is being restored.  A row that a shard
+ * (a foreign partition) recorded carries the shard's time: it is new.
  */
 bool
-ledger_row_restored(TimestampTz recorded_at)
+ledger_row_restored(Relation rel, TimestampTz recorded_at)
 {
-	return recorded_at != GetCurrentTransactionStartTimestamp();
+	return rel->rd_rel->relkind != RELKIND_FOREIGN_TABLE &&
+		   recorded_at != GetCurrentTransactionStartTimestamp();
 }
 
 /*

@@ -451,7 +451,7 @@ account_row(Relation rel, HeapTuple tuple, bool inserted)
 
 	/* a restored row was counted where it was first recorded */
 	if (inserted && !nulls[A_RECORDED_AT] &&
-		ledger_row_restored(DatumGetTimestampTz(values[A_RECORDED_AT])))
+		ledger_row_restored(rel, DatumGetTimestampTz(values[A_RECORDED_AT])))
 		return;
 
 	if (!nulls[A_RESERVATION_ID])
@@ -1697,8 +1697,9 @@ budget_recount(PG_FUNCTION_ARGS)
 		Portal                   portal;
 
 		resetStringInfo(&q);
-		appendStringInfoString(&q, "SELECT occurred_at, cost, team, initiative, principal, api_key,"
-								   " app FROM tokenledger.usage WHERE cost IS NOT NULL");
+		appendStringInfoString(&q,
+							   "SELECT occurred_at, cost, team, initiative, principal, api_key,"
+							   " app FROM tokenledger_archive.all_usage WHERE cost IS NOT NULL");
 		if (b.scope != SCOPE_GLOBAL)
 			appendStringInfo(&q, " AND %s OPERATOR(pg_catalog.=) $1", scope_cols[b.scope]);
 		args[0] = b.scope_value ? CStringGetTextDatum(b.scope_value) : (Datum) 0;

@@ -214,7 +214,7 @@ catalog_inval_callback(Datum arg, Oid relid)
 		 relid == o->budget_spend || relid == o->budget_spend_key || relid == o->budget_holds ||
 		 relid == o->budget_holds_key || relid == o->budget_alerts ||
 		 relid == o->budget_alerts_key || relid == o->budgets || relid == o->usage_request_key ||
-		 relid == o->outcomes_external_key))
+		 relid == o->outcomes_external_key || relid == o->usage_keys || relid == o->outcome_keys))
 	{
 		o->valid = false;
 		ledger_generation++;
@@ -304,6 +304,8 @@ ledger_oids(void)
 	o->outcomes = relid_in(nsp, "outcomes");
 	o->usage_request_key = relid_in(nsp, "usage_request_id_key");
 	o->outcomes_external_key = relid_in(nsp, "outcomes_external_ref_key");
+	o->usage_keys = get_relname_relid("usage_request_ids", nsp);
+	o->outcome_keys = get_relname_relid("outcome_external_refs", nsp);
 	o->budget_spend = relid_in(nsp, "budget_spend");
 	o->budget_spend_key = relid_in(nsp, "budget_spend_pkey");
 	o->budget_holds = relid_in(nsp, "budget_holds");

@@ -72,8 +72,10 @@ typedef struct LedgerOids
 	Oid    cost_type;
 	Oid    usage;
 	Oid    outcomes;
-	Oid    usage_request_key;
-	Oid    outcomes_external_key;
+	Oid    usage_request_key;     /* the request_id index (1.1: of usage_keys) */
+	Oid    outcomes_external_key; /* the external_ref index (1.1: of outcome_keys) */
+	Oid    usage_keys;            /* 1.1: usage_request_ids; InvalidOid before */
+	Oid    outcome_keys;          /* 1.1: outcome_external_refs; InvalidOid before */
 	Oid    budget_spend;
 	Oid    budget_spend_key;
 	Oid    budget_holds;
@@ -177,7 +179,7 @@ extern char *text_or_null(Datum *values, bool *nulls, int col);
 
 /* access.c */
 extern bool ledger_privileged(Relation rel);
-extern bool ledger_row_restored(TimestampTz recorded_at);
+extern bool ledger_row_restored(Relation rel, TimestampTz recorded_at);
 extern bool caller_sees_budget(int64 budget_id);
 
 /* jsonb_usage.c */

@@ -25,13 +25,19 @@
 #include <ctype.h>
 
 #include "access/genam.h"
+#include "access/tupconvert.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -39,6 +45,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -67,13 +74,15 @@ enum
 	U_TAGS,
 	U_ATTRIBUTION,
 	U_ENTRY,
+	U_ID,
+	U_REQUEST_ID,
 	U_NCOLS
 };
 
 static const char *const usage_columns[U_NCOLS] = {
-	"occurred_at", "recorded_at", "provider", "model",       "service_tier", "tokens",
-	"requests",    "cost",        "price_id", "team",        "initiative",   "principal",
-	"api_key",     "app",         "tags",     "attribution", "entry"};
+	"occurred_at", "recorded_at", "provider", "model",      "service_tier", "tokens",  "requests",
+	"cost",        "price_id",    "team",     "initiative", "principal",    "api_key", "app",
+	"tags",        "attribution", "entry",    "id",         "request_id"};
 
 enum
 {
@@ -82,11 +91,15 @@ enum
 	O_VALUE,
 	O_ATTRIBUTES,
 	O_RECORDED_AT,
+	O_ID,
+	O_OCCURRED_AT,
+	O_EXTERNAL_REF,
 	O_NCOLS
 };
 
-static const char *const outcome_columns[O_NCOLS] = {"initiative", "quantity", "value",
-													 "attributes", "recorded_at"};
+static const char *const outcome_columns[O_NCOLS] = {"initiative",  "quantity",    "value",
+													 "attributes",  "recorded_at", "id",
+													 "occurred_at", "external_ref"};
 
 /* '{}' */
 static Datum
@@ -137,6 +150,24 @@ set_text(Datum *values, bool *nulls, bool *repl, int col, const char *s)
 }
 
 /*
+ * The ledger table a row is refused from: for a partition, the table the
+ * user knows (usage, outcomes), not the month it landed in.
+ */
+static const char *
+ledger_name(Relation rel)
+{
+	if (rel->rd_rel->relispartition)
+	{
+		List *ancestors = get_partition_ancestors(RelationGetRelid(rel));
+		char *name = get_rel_name(llast_oid(ancestors));
+
+		if (name != NULL)
+			return name;
+	}
+	return RelationGetRelationName(rel);
+}
+
+/*
  * A column the insert path sets itself, given by a role that is not the
  * table's owner: refused, naming the column and the value.
  */
@@ -145,7 +176,7 @@ refuse_given(Relation rel, const char *column, const char *value, const char *hi
 {
 	ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					errmsg("%s of \"%s\" is set by tokenledger, not by the inserting role: %s",
-						   column, RelationGetRelationName(rel), value),
+						   column, ledger_name(rel), value),
 					errhint("%s", hint)));
 }
 
@@ -156,7 +187,7 @@ refuse_given(Relation rel, const char *column, const char *value, const char *hi
 static bool
 restored_row(Relation rel, Datum recorded_at, bool isnull)
 {
-	if (isnull || !ledger_row_restored(DatumGetTimestampTz(recorded_at)))
+	if (isnull || !ledger_row_restored(rel, DatumGetTimestampTz(recorded_at)))
 		return false;
 	if (!ledger_privileged(rel))
 		refuse_given(rel, "recorded_at",
@@ -284,6 +315,54 @@ price_row(Datum *values, bool *nulls, bool *repl)
 	return true;
 }
 
+/*
+ * The ledger's idempotency keys live in a table of their own, beside the
+ * partitioned ledger (whose unique indexes would have to include the time):
+ * a row's key is written there in the row's own transaction, by its
+ * trigger, and a key recorded before fails the table's unique index (23505)
+ * as an index on the ledger would.  Before version 1.1 there is no such
+ * table (keys is InvalidOid) and the ledger's own index does it.
+ */
+static void
+register_key(Oid keys, Datum key, Datum id, Datum occurred_at)
+{
+	Relation  rel;
+	Datum     values[3];
+	bool      nulls[3] = {false, false, false};
+	HeapTuple tup;
+
+	if (!OidIsValid(keys))
+		return;
+	rel = table_open(keys, RowExclusiveLock);
+	/* the key tables' columns: the key, id, occurred_at */
+	values[0] = key;
+	values[1] = id;
+	values[2] = occurred_at;
+	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	CatalogTupleInsert(rel, tup);
+	heap_freetuple(tup);
+	table_close(rel, NoLock);
+}
+
+/*
+ * A row inserted straight into a partition (not through the ledger) takes
+ * the lock on the ledger that recorders hold, so that the recounts, which
+ * lock the ledger against recorders, wait for it too.
+ */
+static void
+lock_ledger(Relation rel, Oid ledger)
+{
+	if (RelationGetRelid(rel) != ledger)
+		LockRelationOid(ledger, RowExclusiveLock);
+}
+
+/* a partition that is a foreign table: the ledger of another server (a shard) */
+static bool
+on_shard(Relation rel)
+{
+	return rel->rd_rel->relkind == RELKIND_FOREIGN_TABLE;
+}
+
 static HeapTuple
 usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 {
@@ -323,6 +402,20 @@ usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 		values[U_TAGS] = empty_jsonb_object();
 		nulls[U_TAGS] = false;
 		repl[U_TAGS] = true;
+	}
+
+	/*
+	 * A row for a shard is priced, attributed and stamped there, by the
+	 * shard's own trigger: it goes with no recorded_at, which the shard sets
+	 * (and its cost, team and attribution come back to this server's AFTER
+	 * triggers with it).  Its key is registered here, where every shard's
+	 * keys are.
+	 */
+	if (on_shard(rel))
+	{
+		nulls[U_RECORDED_AT] = true;
+		repl[U_RECORDED_AT] = true;
+		goto done;
 	}
 
 	/* a restored row comes back as it was recorded: not priced, attributed or counted again */
@@ -418,6 +511,9 @@ usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 	}
 
 done:
+	if (!nulls[U_REQUEST_ID] && !nulls[U_ID] && !nulls[U_OCCURRED_AT])
+		register_key(ledger_oids()->usage_keys, values[U_REQUEST_ID], values[U_ID],
+					 values[U_OCCURRED_AT]);
 	for (int i = 0; i < U_NCOLS; i++)
 		if (repl[i])
 		{
@@ -432,11 +528,11 @@ done:
 static void
 refuse_change(Relation rel, const char *what)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s of \"%s\" is not allowed: the ledger is append-only", what,
-					RelationGetRelationName(rel)),
-			 errhint("Record a correction instead: tokenledger.adjust(usage_id, delta, reason).")));
+	ereport(
+		ERROR,
+		(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+		 errmsg("%s of \"%s\" is not allowed: the ledger is append-only", what, ledger_name(rel)),
+		 errhint("Record a correction instead: tokenledger.adjust(usage_id, delta, reason).")));
 }
 
 /*
@@ -506,7 +602,10 @@ usage_before(PG_FUNCTION_ARGS)
 	map_columns(&map, rel, usage_columns, U_NCOLS);
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		lock_ledger(rel, ledger_oids()->usage);
 		return PointerGetDatum(usage_insert(rel, trigdata->tg_trigtuple, &map));
+	}
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		return PointerGetDatum(
 			usage_update(rel, trigdata->tg_trigtuple, trigdata->tg_newtuple, &map));
@@ -527,11 +626,17 @@ outcome_before(PG_FUNCTION_ARGS)
 	bool             isnull;
 	Datum            d;
 	char            *initiative;
-	int              cols[2];
-	Datum            values[2];
-	bool             nulls[2] = {false, false};
+	int              cols[3];
+	Datum            values[3];
+	bool             nulls[3] = {false, false, false};
 	int              n = 0;
 	bool             restored;
+	Datum            key;
+	Datum            id;
+	Datum            at;
+	bool             no_key;
+	bool             no_id;
+	bool             no_at;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
@@ -540,9 +645,29 @@ outcome_before(PG_FUNCTION_ARGS)
 	desc = RelationGetDescr(rel);
 	tuple = trigdata->tg_trigtuple;
 	map_columns(&map, rel, outcome_columns, O_NCOLS);
+	lock_ledger(rel, ledger_oids()->outcomes);
+
+	key = heap_getattr(tuple, map.attno[O_EXTERNAL_REF] + 1, desc, &no_key);
+	id = heap_getattr(tuple, map.attno[O_ID] + 1, desc, &no_id);
+	at = heap_getattr(tuple, map.attno[O_OCCURRED_AT] + 1, desc, &no_at);
+	if (!no_key && !no_id && !no_at)
+		register_key(ledger_oids()->outcome_keys, key, id, at);
+
+	/* a shard values and stamps its outcomes itself (see usage_insert) */
+	if (on_shard(rel))
+	{
+		cols[n] = map.attno[O_RECORDED_AT] + 1;
+		nulls[n++] = true;
+		return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, n, cols, values, nulls));
+	}
 
 	d = heap_getattr(tuple, map.attno[O_RECORDED_AT] + 1, desc, &isnull);
 	restored = restored_row(rel, d, isnull);
+	if (isnull)
+	{
+		cols[n] = map.attno[O_RECORDED_AT] + 1;
+		values[n++] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	}
 	d = heap_getattr(tuple, map.attno[O_INITIATIVE] + 1, desc, &isnull);
 	initiative = isnull ? NULL : TextDatumGetCString(d);
 	if (!restored)
@@ -596,26 +721,67 @@ restored_guard(PG_FUNCTION_ARGS)
 	if (attno <= 0)
 		elog(ERROR, "restored_guard: no column \"%s\"", trigdata->tg_trigger->tgargs[0]);
 	d = heap_getattr(trigdata->tg_trigtuple, attno, RelationGetDescr(rel), &isnull);
-	if (!isnull && ledger_row_restored(DatumGetTimestampTz(d)) && !ledger_privileged(rel))
+	if (!isnull && ledger_row_restored(rel, DatumGetTimestampTz(d)) && !ledger_privileged(rel))
 		refuse_given(rel, trigdata->tg_trigger->tgargs[0],
 					 DatumGetCString(DirectFunctionCall1(timestamptz_out, d)),
 					 "Leave it out: it is the time the row is recorded.");
 	return PointerGetDatum(trigdata->tg_trigtuple);
 }
 
-/* BEFORE UPDATE, DELETE or TRUNCATE, for each statement: refuse */
+/*
+ * Rows leave the ledger in one case: create_partitions() moves the rows a
+ * default partition holds for a month into the month's new partition (they
+ * go back in through the ledger, as restored rows, keeping every column).
+ * tokenledger.moving_rows(true) lets this transaction's deletes of
+ * partitions by the ledger's owner through, until moving_rows(false) or the
+ * transaction's end.  No role but the owner may execute it.
+ */
+static bool moving_rows = false;
+static bool moving_callback = false;
+
+static void
+moving_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+		moving_rows = false;
+}
+
+PG_FUNCTION_INFO_V1(moving_rows_set);
+Datum
+moving_rows_set(PG_FUNCTION_ARGS)
+{
+	if (!moving_callback)
+	{
+		RegisterXactCallback(moving_xact_callback, NULL);
+		moving_callback = true;
+	}
+	moving_rows = PG_GETARG_BOOL(0);
+	PG_RETURN_VOID();
+}
+
+/*
+ * BEFORE UPDATE, DELETE or TRUNCATE, for each statement, and BEFORE DELETE
+ * (or UPDATE) for each row (partitions inherit row triggers, not statement
+ * ones): refuse
+ */
 PG_FUNCTION_INFO_V1(append_only);
 Datum
 append_only(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	bool         per_row;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "append_only: not called by the trigger manager");
+	per_row = TRIGGER_FIRED_FOR_ROW(trigdata->tg_event);
 	/* given an argument: the owner may update (the row trigger says what) */
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && trigdata->tg_trigger->tgnargs > 0 &&
 		ledger_privileged(trigdata->tg_relation))
-		return PointerGetDatum(NULL);
+		return PointerGetDatum(per_row ? trigdata->tg_newtuple : NULL);
+	/* a row moved to its month's partition */
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && per_row && moving_rows &&
+		trigdata->tg_relation->rd_rel->relispartition && ledger_privileged(trigdata->tg_relation))
+		return PointerGetDatum(trigdata->tg_trigtuple);
 	refuse_change(trigdata->tg_relation, TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE"
 										 : TRIGGER_FIRED_BY_DELETE(trigdata->tg_event)
 											 ? "DELETE"
@@ -624,34 +790,152 @@ append_only(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The row the ledger holds under an id and time, as committed now (and as
+ * this transaction wrote it), in the ledger's type; found through each
+ * partition's primary key.  A partition with none (a shard's foreign table,
+ * one made by hand) is read with SQL, which sees what the transaction's
+ * snapshot sees.
+ */
+static Datum
+ledger_row(Oid ledger, int64 id, TimestampTz at, bool *found)
+{
+	Relation  parent = table_open(ledger, AccessShareLock);
+	TupleDesc pdesc = RelationGetDescr(parent);
+	List     *leaves = find_all_inheritors(ledger, AccessShareLock, NULL);
+	Oid       archive = get_namespace_oid("tokenledger_archive", true);
+	ListCell *lc;
+	bool      unread = false;
+	Datum     result = (Datum) 0;
+
+	/* archived months are still the ledger's */
+	if (OidIsValid(archive))
+		archive = get_relname_relid(RelationGetRelationName(parent), archive);
+	if (OidIsValid(archive))
+		leaves = list_concat(leaves, find_all_inheritors(archive, AccessShareLock, NULL));
+	*found = false;
+	foreach (lc, leaves)
+	{
+		Oid                 leaf = lfirst_oid(lc);
+		Relation            rel;
+		ScanKeyData         key;
+		SysScanDesc         scan;
+		HeapTuple           tup;
+		TupleConversionMap *map;
+		int                 idattno;
+		int                 atattno;
+
+		if (get_rel_relkind(leaf) != RELKIND_RELATION)
+		{
+			unread |= get_rel_relkind(leaf) == RELKIND_FOREIGN_TABLE;
+			continue;
+		}
+		rel = table_open(leaf, AccessShareLock);
+		list_free(RelationGetIndexList(rel));
+		if (!OidIsValid(rel->rd_pkindex))
+		{
+			unread = true;
+			table_close(rel, AccessShareLock);
+			continue;
+		}
+		idattno = SPI_fnumber(RelationGetDescr(rel), "id");
+		atattno = SPI_fnumber(RelationGetDescr(rel), "occurred_at");
+		ScanKeyInit(&key, idattno, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
+		scan = systable_beginscan(rel, rel->rd_pkindex, true, SnapshotSelf, 1, &key);
+		while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		{
+			bool  isnull;
+			Datum d = heap_getattr(tup, atattno, RelationGetDescr(rel), &isnull);
+
+			if (isnull || DatumGetTimestampTz(d) != at)
+				continue;
+			map = convert_tuples_by_name(RelationGetDescr(rel), pdesc);
+			if (map != NULL)
+				tup = execute_attr_map_tuple(tup, map);
+			result = heap_copy_tuple_as_datum(tup, pdesc);
+			*found = true;
+			break;
+		}
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+		if (*found)
+			break;
+	}
+	if (!*found && unread)
+	{
+		Oid   argtypes[2] = {INT8OID, TIMESTAMPTZOID};
+		Datum args[2] = {Int64GetDatum(id), TimestampTzGetDatum(at)};
+		char *sql =
+			psprintf("SELECT t FROM %s t WHERE t.id OPERATOR(pg_catalog.=) $1"
+					 " AND t.occurred_at OPERATOR(pg_catalog.=) $2",
+					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(parent)),
+												RelationGetRelationName(parent)));
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args(sql, 2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the ledger row %lld", (long long) id);
+		if (SPI_processed > 0)
+		{
+			bool  isnull;
+			Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+			{
+				result = SPI_datumTransfer(d, false, -1);
+				*found = true;
+			}
+		}
+		SPI_finish();
+	}
+	table_close(parent, AccessShareLock);
+	return result;
+}
+
+/*
  * The row of a table that holds an idempotency key, as committed now (and
  * as this transaction wrote it), whatever the transaction's snapshot: a
  * replay under REPEATABLE READ finds the row that a concurrent recording
- * committed.  NULL when there is none.
+ * committed.  NULL when there is none.  From version 1.1 the key is looked
+ * up in its key table (keys, keys_index), which names the row's id and time.
  */
 static Datum
-row_by_key(FunctionCallInfo fcinfo, Oid relid, Oid indexid, const char *column)
+row_by_key(FunctionCallInfo fcinfo, Oid relid, Oid indexid, Oid keys, const char *column)
 {
 	Relation    rel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple   tup;
 	Datum       result = (Datum) 0;
+	Oid         scanned = OidIsValid(keys) ? keys : relid;
+	bool        found = false;
+	int64       id = 0;
+	TimestampTz at = 0;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
-	rel = table_open(relid, AccessShareLock);
+	rel = table_open(scanned, AccessShareLock);
 	ScanKeyInit(&key, SPI_fnumber(RelationGetDescr(rel), column), BTEqualStrategyNumber, F_TEXTEQ,
 				PG_GETARG_DATUM(0));
 	/* no snapshot: callable in a parallel query, and no predicate locks */
 	scan = systable_beginscan(rel, indexid, true, SnapshotSelf, 1, &key);
 	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
+	if (HeapTupleIsValid(tup) && OidIsValid(keys))
+	{
+		bool isnull;
+
+		/* the key tables' columns: the key, id, occurred_at */
+		id = DatumGetInt64(heap_getattr(tup, 2, RelationGetDescr(rel), &isnull));
+		at = DatumGetTimestampTz(heap_getattr(tup, 3, RelationGetDescr(rel), &isnull));
+		found = true;
+	}
+	else if (HeapTupleIsValid(tup))
 		result = heap_copy_tuple_as_datum(tup, RelationGetDescr(rel));
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	if (found)
+		result = ledger_row(relid, id, at, &found);
 	if (result == (Datum) 0)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
@@ -664,7 +948,7 @@ recorded_usage(PG_FUNCTION_ARGS)
 {
 	const LedgerOids *o = ledger_oids();
 
-	return row_by_key(fcinfo, o->usage, o->usage_request_key, "request_id");
+	return row_by_key(fcinfo, o->usage, o->usage_request_key, o->usage_keys, "request_id");
 }
 
 /* recorded_outcome(external_ref): the outcome recorded under an external_ref */
@@ -674,5 +958,6 @@ recorded_outcome(PG_FUNCTION_ARGS)
 {
 	const LedgerOids *o = ledger_oids();
 
-	return row_by_key(fcinfo, o->outcomes, o->outcomes_external_key, "external_ref");
+	return row_by_key(fcinfo, o->outcomes, o->outcomes_external_key, o->outcome_keys,
+					  "external_ref");
 }

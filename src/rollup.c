@@ -330,7 +330,7 @@ rollup_usage_row(Relation rel, HeapTuple tuple, bool inserted, int sign)
 	for (int i = 0; i < U_NCOLS; i++)
 		values[i] = heap_getattr(tuple, usage_map.attno[i] + 1, desc, &nulls[i]);
 	if (inserted && !nulls[U_RECORDED_AT] &&
-		ledger_row_restored(DatumGetTimestampTz(values[U_RECORDED_AT])))
+		ledger_row_restored(rel, DatumGetTimestampTz(values[U_RECORDED_AT])))
 		return;
 
 	at = DatumGetTimestampTz(values[U_OCCURRED_AT]);
@@ -403,7 +403,8 @@ rollup_outcome_row(Relation rel, HeapTuple tuple)
 	map_columns(&outcome_map, rel, outcome_columns, O_NCOLS);
 	for (int i = 0; i < O_NCOLS; i++)
 		values[i] = heap_getattr(tuple, outcome_map.attno[i] + 1, desc, &nulls[i]);
-	if (!nulls[O_RECORDED_AT] && ledger_row_restored(DatumGetTimestampTz(values[O_RECORDED_AT])))
+	if (!nulls[O_RECORDED_AT] &&
+		ledger_row_restored(rel, DatumGetTimestampTz(values[O_RECORDED_AT])))
 		return;
 	if (!nulls[O_VALUE])
 		v = DatumGetCostP(values[O_VALUE]);
@@ -1034,10 +1035,10 @@ rollup_recount(PG_FUNCTION_ARGS)
 		"        pg_catalog.sum(tokenledger.cache_write_1h(u.tokens)),"
 		"        pg_catalog.sum(tokenledger.reasoning(u.tokens)),"
 		"        coalesce(pg_catalog.sum(tokenledger.amount(u.cost)), 0)"
-		" FROM (SELECT x.* FROM tokenledger.usage x WHERE $1 IS NULL"
+		" FROM (SELECT x.* FROM tokenledger_archive.all_usage x WHERE $1 IS NULL"
 		"       UNION ALL"
 		"       SELECT x.* FROM (SELECT DISTINCT pg_catalog.unnest($1) AS h) hh"
-		"       JOIN tokenledger.usage x ON x.occurred_at OPERATOR(pg_catalog.>=) hh.h"
+		"       JOIN tokenledger_archive.all_usage x ON x.occurred_at OPERATOR(pg_catalog.>=) hh.h"
 		"        AND x.occurred_at OPERATOR(pg_catalog.<)"
 		"            (hh.h OPERATOR(pg_catalog.+) interval '1 hour')) u"
 		" WHERE $2 IS NULL OR tokenledger.currency(u.cost) OPERATOR(pg_catalog.=) ANY ($2)"
@@ -1051,10 +1052,11 @@ rollup_recount(PG_FUNCTION_ARGS)
 		"o.initiative,"
 		"        tokenledger.currency(o.value), pg_catalog.count(*), pg_catalog.sum(o.quantity),"
 		"        coalesce(pg_catalog.sum(tokenledger.amount(o.value)), 0)"
-		" FROM (SELECT x.* FROM tokenledger.outcomes x WHERE $1 IS NULL"
+		" FROM (SELECT x.* FROM tokenledger_archive.all_outcomes x WHERE $1 IS NULL"
 		"       UNION ALL"
 		"       SELECT x.* FROM (SELECT DISTINCT pg_catalog.unnest($1) AS h) hh"
-		"       JOIN tokenledger.outcomes x ON x.occurred_at OPERATOR(pg_catalog.>=) hh.h"
+		"       JOIN tokenledger_archive.all_outcomes x ON x.occurred_at OPERATOR(pg_catalog.>=) "
+		"hh.h"
 		"        AND x.occurred_at OPERATOR(pg_catalog.<)"
 		"            (hh.h OPERATOR(pg_catalog.+) interval '1 hour')) o"
 		" WHERE $2 IS NULL OR tokenledger.currency(o.value) OPERATOR(pg_catalog.=) ANY ($2)"
