@@ -40,21 +40,30 @@ COMMENT ON FUNCTION @extschema@.moving_rows(boolean) IS
 REVOKE EXECUTE ON FUNCTION @extschema@.moving_rows(boolean) FROM PUBLIC;
 
 -- what every local partition of the ledger has of its own: a primary key,
--- and TRUNCATE refused (statement triggers are not inherited)
+-- the indexes (per partition, not on the parent: a restore attaches the
+-- dumped partitions to the parent that CREATE EXTENSION made, and would
+-- index them twice), and TRUNCATE refused (statement triggers are not
+-- inherited)
 CREATE FUNCTION @extschema@.equip_partition(part regclass) RETURNS void LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (id)', part);
+	EXECUTE format('CREATE INDEX ON %s USING brin (occurred_at)', part);
+	IF (SELECT c.relname FROM pg_class c WHERE c.oid = pg_partition_root(part)) = 'usage' THEN
+		EXECUTE format('CREATE INDEX ON %s (adjusts) WHERE adjusts IS NOT NULL', part);
+		EXECUTE format('CREATE INDEX ON %s (id) WHERE cost IS NULL', part);
+	END IF;
 	EXECUTE format('CREATE TRIGGER no_truncate BEFORE TRUNCATE ON %s'
 				   ' FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.append_only()', part);
 	EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER no_truncate', part);
 END $$;
 COMMENT ON FUNCTION @extschema@.equip_partition(regclass) IS
-	'internal: gives a new partition of the ledger its primary key and its TRUNCATE refusal';
+	'internal: gives a new partition of the ledger its primary key, its indexes and its TRUNCATE refusal';
 REVOKE EXECUTE ON FUNCTION @extschema@.equip_partition(regclass) FROM PUBLIC;
 
 -- The 1.0 tables become partitioned ones of the same columns, defaults,
--- checks, comments, indexes and triggers; their rows move into the default
+-- checks, comments and triggers (the indexes are the partitions'); their
+-- rows move into the default
 -- partitions unchanged (ids, times, costs), before any trigger is on the new
 -- tables.  unpriced_usage (1.0) is pointed at the new usage.
 DO $$
@@ -67,17 +76,14 @@ DECLARE
 BEGIN
 	FOREACH t IN ARRAY ARRAY['usage', 'outcomes'] LOOP
 		old := format('@extschema@.%I', t)::regclass;
-		-- the triggers and the indexes but the unique ones, as they are
+		-- the triggers, as they are
 		SELECT array_agg(d ORDER BY n) INTO defs FROM (
 			SELECT 1 AS n, pg_catalog.pg_get_triggerdef(g.oid) AS d FROM pg_catalog.pg_trigger g
 			WHERE g.tgrelid = old AND NOT g.tgisinternal
 			UNION ALL
 			SELECT 2, format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', old, g.tgname)
 			FROM pg_catalog.pg_trigger g
-			WHERE g.tgrelid = old AND NOT g.tgisinternal AND g.tgenabled = 'A'
-			UNION ALL
-			SELECT 3, pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
-			WHERE i.indrelid = old AND NOT i.indisunique) s;
+			WHERE g.tgrelid = old AND NOT g.tgisinternal AND g.tgenabled = 'A') s;
 		EXECUTE format('ALTER TABLE %s RENAME TO %I', old, t || '_1_0');
 		EXECUTE format('CREATE TABLE @extschema@.%I (LIKE @extschema@.%I INCLUDING DEFAULTS'
 					   ' INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)'
@@ -871,6 +877,13 @@ BEGIN
 		EXECUTE format('ALTER TABLE @extschema@_archive.%I ENABLE ALWAYS TRIGGER no_change', t);
 		EXECUTE format('ALTER TABLE @extschema@_archive.%I ENABLE ALWAYS TRIGGER no_row_change', t);
 		EXECUTE format('ALTER TABLE @extschema@_archive.%I ENABLE ROW LEVEL SECURITY', t);
+		-- what a data-only restore brings of archived months lands here
+		EXECUTE format('CREATE TABLE @extschema@_archive.%I PARTITION OF @extschema@_archive.%I DEFAULT',
+					   t || '_default', t);
+		EXECUTE format('COMMENT ON TABLE @extschema@_archive.%I IS %L', t || '_default',
+					   'archived rows of ' || t || ' that no archived month covers (a data-only restore)');
+		PERFORM @extschema@.equip_partition(format('@extschema@_archive.%I', t || '_default')::regclass);
+		PERFORM pg_catalog.pg_extension_config_dump(format('@extschema@_archive.%I', t || '_default'), '');
 		EXECUTE format('CREATE VIEW @extschema@_archive.%I WITH (security_invoker = true) AS'
 					   ' SELECT * FROM @extschema@.%I UNION ALL SELECT * FROM @extschema@_archive.%I',
 					   'all_' || t, t, t);

@@ -10,8 +10,17 @@ INSERT INTO attribution_rules (priority, match_api_key, match_app, match_tags, i
 SELECT i, CASE WHEN i % 2 = 0 THEN 'key-' || i END, CASE WHEN i % 2 = 1 THEN 'app-' || i END,
 	   CASE WHEN i = 9 THEN '{"flow": "refund"}'::jsonb END, 'initiative-' || i
 FROM generate_series(1, 10) i;
+-- the month's partition, as a scheduled create_partitions() keeps it
+SELECT create_partitions();
 DROP TABLE IF EXISTS bench_plain;
 CREATE TABLE bench_plain (LIKE tokenledger.usage INCLUDING ALL);
 CREATE SEQUENCE bench_plain_id_seq OWNED BY bench_plain.id;
 ALTER TABLE bench_plain ALTER id SET DEFAULT nextval('bench_plain_id_seq'),
 	ALTER attribution SET DEFAULT 'unattributed';
+-- the indexes of a ledger partition, and a unique request_id (the ledger's
+-- is in its key table)
+ALTER TABLE bench_plain ADD PRIMARY KEY (id);
+CREATE UNIQUE INDEX ON bench_plain (request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX ON bench_plain USING brin (occurred_at);
+CREATE INDEX ON bench_plain (adjusts) WHERE adjusts IS NOT NULL;
+CREATE INDEX ON bench_plain (id) WHERE cost IS NULL;

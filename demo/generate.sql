@@ -407,6 +407,10 @@ FROM (SELECT d.day, i, pg_temp.office_hours(d.day) AS at
 -- same numbers): priced, attributed, counted, rolled up
 -- ---------------------------------------------------------------------------
 
+-- a month's partition for every month of the year, and three ahead (what a
+-- daily pg_cron job keeps doing)
+SELECT create_partitions(since => (SELECT min(occurred_at) FROM demo_usage)) AS partitions \gset
+
 INSERT INTO usage (occurred_at, request_id, provider, model, service_tier, tokens, requests,
 				   api_key, app, principal, run_id, prompt_hash, environment)
 SELECT occurred_at, request_id, provider, model, service_tier, tokens, requests,

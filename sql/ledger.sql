@@ -206,10 +206,10 @@ SELECT count(*) AS rerates_of_given_costs FROM usage r JOIN usage c ON c.id = r.
 WHERE r.entry = 'rerate' AND c.price_id IS NULL;
 
 -- pg_dump keeps user rows and the ledger, not the shipped catalog
-SELECT c.relname, x.cond
+SELECT c.relnamespace::regnamespace AS schema, c.relname, x.cond
 FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(oid, cond)
 JOIN pg_class c ON c.oid = x.oid
-WHERE e.extname = 'tokenledger' ORDER BY c.relname;
+WHERE e.extname = 'tokenledger' ORDER BY c.relname, 1;
 
 -- an absent optional value refuses nothing: NULL tags and attributes are {}
 INSERT INTO usage (provider, model, tokens, tags, request_id) VALUES ('acme', 'm1', 'in=1 out=1', NULL, 'null-tags') RETURNING tags;

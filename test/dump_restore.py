@@ -13,13 +13,16 @@ price for the unpriced model, a rule that matches the unattributed call, a
 value_per_outcome and a team for the initiatives.  A restore that prices,
 attributes, values or counts its rows again is caught.
 
-Every table of the extension (every column, in primary-key order) and every
+S's ledger has month partitions, an archived month and a row in the default
+partition.  Every table of the extension but the partitions (every column,
+in primary-key order) and every
 sequence of S is compared with the restored database's, for
   (a) pg_dump -Fc, createdb, pg_restore -d (and no NOTIFY on
       tokenledger_budget while it restores, the same budget_alerts);
   (b) a plain pg_dump restored with psql -f;
-  (c) pg_dump --data-only restored with psql -f into a database where
-      CREATE EXTENSION tokenledger was run first;
+  (c) pg_dump --data-only --load-via-partition-root restored with psql -f
+      into a database where CREATE EXTENSION tokenledger was run first (the
+      rows go through the ledger to whatever partitions that database has);
   (d) (a)'s dump restored with pg_restore --single-transaction
       --exit-on-error into another new database.
 Each restore must also report no error.  Each table that differs is one
@@ -115,6 +118,13 @@ def record(conn):
     x("SELECT record_outcome('support-triage', 'ticket_resolved', 1, value => '4 USD', external_ref => 'zd-2')")
     x("SELECT record_outcome('outcome-only', 'lead', 3)")                               # registers it
 
+    # month partitions (the rows move out of the default partitions), the
+    # 2024 month archived, and a row no month partition covers
+    x("SELECT create_partitions(since => '2024-06-01', ahead => '1 month')")
+    x("SELECT archive_before('2024-07-01')")
+    x("""INSERT INTO usage (provider, model, tokens, team, request_id, occurred_at)
+         VALUES ('acme', 'm', 'in=1000 out=0', 'support', 'req-far', '2150-01-01 00:00+00')""")
+
     # what the insert path would now decide differently
     x("""INSERT INTO prices (provider, model, effective_from, rate, source)
          VALUES ('acme', 'future-model', '2020-01-01', 'in=7 out=7 USD/1M', 'dump test: added later')""")
@@ -132,18 +142,22 @@ def preconditions(conn):
                (SELECT count(*) FROM tokenledger.usage WHERE cost IS NULL),
                (SELECT count(*) FROM tokenledger.usage WHERE team IS NULL AND attribution = 'unattributed'),
                (SELECT count(*) FROM tokenledger.usage WHERE entry = 'adjustment'),
-               (SELECT count(*) FROM tokenledger.usage WHERE entry = 'rerate'),
+               (SELECT count(*) FROM tokenledger_archive.all_usage WHERE entry = 'rerate'),
                (SELECT count(*) FROM tokenledger.outcomes WHERE value IS NULL),
                (SELECT count(*) FROM tokenledger.initiatives WHERE name IN ('auto-registered', 'outcome-only')),
                (SELECT count(*) FROM tokenledger.budget_spend),
                (SELECT count(*) FROM tokenledger.usage WHERE initiative = 'teamless' AND team IS NULL),
                (SELECT count(*) FROM tokenledger.prices WHERE source = 'negotiated discount'),
-               (SELECT count(*) FROM tokenledger.model_aliases WHERE model LIKE '%%-custom')
+               (SELECT count(*) FROM tokenledger.model_aliases WHERE model LIKE '%%-custom'),
+               (SELECT count(*) FROM pg_inherits WHERE inhparent = 'tokenledger.usage'::regclass),
+               (SELECT count(*) FROM tokenledger_archive.usage),
+               (SELECT count(*) FROM tokenledger.usage_default)
         """).fetchone()
     names = ["alerts", "live reservations", "settled reservations", "unpriced calls", "unattributed calls",
              "adjustments", "rerate entries", "outcomes valued NULL", "registered initiatives",
              "counter rows", "calls without the initiative's later team", "corrected shipped prices",
-             "corrected shipped aliases"]
+             "corrected shipped aliases", "usage partitions", "archived calls",
+             "calls in the default partition"]
     return all(v >= 1 for v in q), ", ".join(f"{n} {v}" for n, v in zip(names, q))
 
 
@@ -155,14 +169,17 @@ def fingerprint(conn):
     """{table: (columns, [row, ...] in primary-key order)}, sequences and the version."""
     fp = {}
     tables = conn.execute("""
-        SELECT c.oid, c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+        SELECT c.oid, c.relname, c.relnamespace::regnamespace::text FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
         JOIN pg_extension e ON e.oid = d.refobjid
         WHERE e.extname = 'tokenledger' AND d.classid = 'pg_class'::regclass
           AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND c.relkind IN ('r', 'p')
+          -- a partitioned table holds its partitions' rows (which partition
+          -- holds a row depends on the months the restore has made)
+          AND NOT c.relispartition
           -- a cache that is not dumped: the budgets' recounts rebuild it
           AND c.relname <> 'budget_bounds'
-        ORDER BY 2""").fetchall()
-    for oid, name in tables:
+        ORDER BY 3, 2""").fetchall()
+    for oid, name, nsp in tables:
         cols = [r[0] for r in conn.execute("""
             SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped
             ORDER BY attnum""", (oid,))]
@@ -173,8 +190,8 @@ def fingerprint(conn):
         select = ", ".join(f"{Identifier(c).as_string(conn)}::text" for c in cols)
         order = ", ".join(Identifier(c).as_string(conn) + "::text" for c in (pk or cols))
         data = [tuple(r) for r in conn.execute(
-            f"SELECT {select} FROM tokenledger.{Identifier(name).as_string(conn)} ORDER BY {order}")]
-        fp[name] = (cols, pk, data)
+            f"SELECT {select} FROM {Identifier(nsp, name).as_string(conn)} ORDER BY {order}")]
+        fp[name if nsp == "tokenledger" else f"{nsp}.{name}"] = (cols, pk, data)
     fp["(spend per budget and period)"] = (["budget", "period_start", "currency", "spent"], ["budget", "period_start", "currency"], [
         tuple(r) for r in conn.execute("""
             SELECT b.name, s.period_start::text, s.currency, tokenledger.sum(s.spent)::text
@@ -307,7 +324,8 @@ def main():
         data_only = os.path.join(tmp, "s-data.sql")
         for desc, cmd in (("pg_dump -Fc", ["pg_dump", "-Fc", "-f", custom, "-d", SOURCE]),
                           ("pg_dump (plain)", ["pg_dump", "-f", plain, "-d", SOURCE]),
-                          ("pg_dump --data-only", ["pg_dump", "--data-only", "-f", data_only, "-d", SOURCE])):
+                          ("pg_dump --data-only --load-via-partition-root",
+                           ["pg_dump", "--data-only", "--load-via-partition-root", "-f", data_only, "-d", SOURCE])):
             rc, _, err = run(cmd)
             check(rc == 0 and not errors_of(err)[0], f"{desc} of S succeeds", f"exit code {rc}\n{err[:600]}")
             if rc != 0:
