@@ -42,8 +42,8 @@ REVOKE EXECUTE ON FUNCTION @extschema@.moving_rows(boolean) FROM PUBLIC;
 -- what every local partition of the ledger has of its own: a primary key,
 -- the indexes (per partition, not on the parent: a restore attaches the
 -- dumped partitions to the parent that CREATE EXTENSION made, and would
--- index them twice), and TRUNCATE refused (statement triggers are not
--- inherited)
+-- index them twice), and UPDATE, DELETE and TRUNCATE of it refused also
+-- when no row would change (statement triggers are not inherited)
 CREATE FUNCTION @extschema@.equip_partition(part regclass) RETURNS void LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -53,12 +53,12 @@ BEGIN
 		EXECUTE format('CREATE INDEX ON %s (adjusts) WHERE adjusts IS NOT NULL', part);
 		EXECUTE format('CREATE INDEX ON %s (id) WHERE cost IS NULL', part);
 	END IF;
-	EXECUTE format('CREATE TRIGGER no_truncate BEFORE TRUNCATE ON %s'
+	EXECUTE format('CREATE TRIGGER no_change BEFORE UPDATE OR DELETE OR TRUNCATE ON %s'
 				   ' FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.append_only()', part);
-	EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER no_truncate', part);
+	EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER no_change', part);
 END $$;
 COMMENT ON FUNCTION @extschema@.equip_partition(regclass) IS
-	'internal: gives a new partition of the ledger its primary key, its indexes and its TRUNCATE refusal';
+	'internal: gives a new partition of the ledger its primary key, its indexes and its refusals of UPDATE, DELETE and TRUNCATE';
 REVOKE EXECUTE ON FUNCTION @extschema@.equip_partition(regclass) FROM PUBLIC;
 
 -- The 1.0 tables become partitioned ones of the same columns, defaults,
@@ -162,6 +162,9 @@ BEGIN
 	IF pg_catalog.to_regclass(format('@extschema@.%I', part)) IS NOT NULL THEN
 		RETURN 0;
 	END IF;
+	-- recorders of rows for the default partition wait until the month is
+	-- made (one that is recording now is waited for): none slips in between
+	EXECUTE format('LOCK TABLE ONLY @extschema@.%I IN SHARE ROW EXCLUSIVE MODE', ledger || '_default');
 	EXECUTE format('SELECT EXISTS (SELECT FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2),'
 				   ' EXISTS (SELECT FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2'
 				   ' AND d.recorded_at = pg_catalog.now())', ledger || '_default', ledger || '_default')
@@ -172,8 +175,6 @@ BEGIN
 	EXECUTE format('CREATE TABLE @extschema@.%I (LIKE @extschema@.%I INCLUDING DEFAULTS'
 				   ' INCLUDING CONSTRAINTS INCLUDING STORAGE)', part, ledger);
 	IF moving THEN
-		-- recorders wait while the month's rows move
-		EXECUTE format('LOCK TABLE @extschema@.%I IN SHARE ROW EXCLUSIVE MODE', ledger);
 		EXECUTE format('CREATE TEMPORARY TABLE pg_temp.moved ON COMMIT DROP AS SELECT * FROM @extschema@.%I WITH NO DATA', part);
 		PERFORM @extschema@.moving_rows(true);
 		EXECUTE format('WITH d AS (DELETE FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2'
@@ -181,8 +182,18 @@ BEGIN
 		PERFORM @extschema@.moving_rows(false);
 		EXECUTE format('DELETE FROM @extschema@.%I k USING pg_temp.moved m WHERE k.%I = m.%I', keys, key, key);
 	END IF;
-	EXECUTE format('ALTER TABLE @extschema@.%I ATTACH PARTITION @extschema@.%I FOR VALUES FROM (%L) TO (%L)',
-				   ledger, part, lo, hi);
+	BEGIN
+		EXECUTE format('ALTER TABLE @extschema@.%I ATTACH PARTITION @extschema@.%I FOR VALUES FROM (%L) TO (%L)',
+					   ledger, part, lo, hi);
+	EXCEPTION WHEN invalid_object_definition THEN
+		-- another partition covers the month (a shard's foreign table, one
+		-- made by hand): the month is there already
+		IF moving THEN
+			RAISE;
+		END IF;
+		EXECUTE format('DROP TABLE @extschema@.%I', part);
+		RETURN 0;
+	END;
 	PERFORM @extschema@.equip_partition(format('@extschema@.%I', part)::regclass);
 	IF moving THEN
 		EXECUTE format('INSERT INTO @extschema@.%I SELECT * FROM pg_temp.moved', ledger);
@@ -903,6 +914,18 @@ GRANT SELECT ON @extschema@_archive.usage, @extschema@_archive.outcomes,
 	@extschema@_archive.all_usage, @extschema@_archive.all_outcomes
 TO tokenledger_reader, tokenledger_admin;
 
+-- unpriced_usage (1.0) lists the archived calls too, as every report does
+DO $$
+DECLARE
+	def text := pg_catalog.pg_get_viewdef('@extschema@.unpriced_usage'::regclass);
+	moved text := pg_catalog.regexp_replace(def, 'FROM (@extschema@\.)?usage u', 'FROM @extschema@_archive.all_usage u');
+BEGIN
+	IF moved = def THEN
+		RAISE EXCEPTION 'unpriced_usage does not read usage u: %', def;
+	END IF;
+	EXECUTE 'CREATE OR REPLACE VIEW @extschema@.unpriced_usage AS ' || moved;
+END $$;
+
 CREATE FUNCTION @extschema@.archive_before(month timestamptz, drop boolean DEFAULT false)
 	RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
@@ -922,8 +945,9 @@ BEGIN
 				  HINT = 'archive_before(month) archives the months before month; a month is closed once it has ended.';
 	END IF;
 	FOREACH t IN ARRAY ARRAY['usage', 'outcomes'] LOOP
-		EXECUTE format('SELECT pg_catalog.min(d.occurred_at) FROM @extschema@.%I d WHERE d.occurred_at < $1',
-					   t || '_default') INTO early USING lim AT TIME ZONE 'UTC';
+		EXECUTE format('SELECT pg_catalog.min(d.occurred_at) FROM @extschema@.%I d WHERE d.occurred_at < $1'
+					   ' AND d.occurred_at >= ''0001-01-01 00:00+00''', t || '_default')
+			INTO early USING lim AT TIME ZONE 'UTC';
 		IF early IS NOT NULL THEN
 			RAISE EXCEPTION 'cannot archive the months before %: the default partition of % holds rows of %',
 				pg_catalog.to_char(lim, 'YYYY-MM'), t, pg_catalog.to_char(early AT TIME ZONE 'UTC', 'YYYY-MM')

@@ -2,15 +2,15 @@
 # install-deps.sh [test|dashboard]: install the Debian packages that building
 # and the demo need (and with "test", what make test needs besides: Java and
 # the PostgreSQL JDBC driver, Node.js with npm and Chromium for the dashboard,
-# pgxnclient; with "dashboard", Node.js and npm), if any is missing (uses
-# sudo when not run as root).
+# pgxnclient, pg_cron; with "dashboard", Node.js and npm), if any is missing
+# (uses sudo when not run as root).
 set -e
 pkgs="build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
 libtap-parser-sourcehandler-pgtap-perl postgresql-common python3 python3-psycopg"
 case "${1:-}" in
 test)
 	pkgs="$pkgs default-jdk-headless libpostgresql-jdbc-java nodejs npm chromium
-fonts-dejavu-core pgxnclient" ;;
+fonts-dejavu-core pgxnclient postgresql-15-cron" ;;
 dashboard)
 	pkgs="$pkgs nodejs npm" ;;
 "") ;;

@@ -126,8 +126,8 @@ SELECT day, initiative, model, spend FROM spend_daily WHERE model = 'm2';
 -- is the hour from 10:00, counted once (2 calls of m2 that day, 20.90)
 SELECT rollup_recount(ARRAY[timestamptz '2026-10-05 10:30+00']) > 0 AS recounted;
 SELECT day, model, requests, spend FROM spend_daily WHERE model = 'm2';
--- a call at either end of time is its own stretch and day (the one at
--- -infinity predates every price: unpriced, no spend)
+-- a call at either end of time is refused (22008): no month holds it, and a
+-- day of it would break the reports' arithmetic; nothing of it is rolled up
 INSERT INTO usage (occurred_at, provider, model, tokens, team) VALUES
 	('infinity', 'acme', 'm1', 'in=1000000 out=0', 't9'), ('-infinity', 'acme', 'm1', 'in=1000000 out=0', 't9');
 SELECT day, spend FROM spend_daily WHERE team = 't9' ORDER BY day;

@@ -218,3 +218,26 @@ COPY usage (provider, model, tokens, tags, request_id) FROM stdin;
 acme	m1	in=1 out=1	\N	null-tags-copy
 \.
 SELECT request_id, tags FROM usage WHERE request_id LIKE 'null-tags%' ORDER BY 1;
+
+-- a call happened at a finite time: no month could hold infinity
+SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, occurred_at) VALUES ('acme', 'm1', 'in=1 out=1', 'infinity')$$);
+SELECT pg_temp.err($$INSERT INTO outcomes (initiative, metric, occurred_at) VALUES ('support-triage', 'ticket_resolved', '-infinity')$$);
+
+-- tokenledger.replays = skip: a bulk load replayed whole records each key
+-- once (INSERT ... SELECT and COPY); a replay that differs is refused
+SET tokenledger.replays = skip;
+INSERT INTO usage (provider, model, tokens, request_id, occurred_at)
+SELECT 'acme', 'm1', 'in=10 out=1', 'bulk-' || (i % 3), ('2025-08-0' || (1 + i % 3))::timestamptz FROM generate_series(0, 5) i;
+COPY usage (provider, model, tokens, request_id, occurred_at) FROM stdin;
+acme	m1	in=10 out=1	bulk-1	2025-08-02
+acme	m1	in=10 out=1	bulk-3	2025-08-04
+\.
+SELECT request_id, occurred_at::date, tokens, count(*) OVER (PARTITION BY request_id) AS recorded
+FROM usage WHERE request_id LIKE 'bulk-%' ORDER BY 1;
+SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, request_id) VALUES ('acme', 'm1', 'in=11 out=1', 'bulk-1')$$);
+SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, request_id, cost) VALUES ('acme', 'm1', 'in=10 out=1', 'bulk-2', '1 USD')$$);
+INSERT INTO outcomes (initiative, metric, external_ref) VALUES ('support-triage', 'ticket_resolved', 'null-attributes');
+SELECT pg_temp.err($$INSERT INTO outcomes (initiative, metric, quantity, external_ref) VALUES ('support-triage', 'ticket_resolved', 2, 'null-attributes')$$);
+SELECT count(*) AS outcomes_once FROM outcomes WHERE external_ref = 'null-attributes';
+RESET tokenledger.replays;
+SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, request_id) VALUES ('acme', 'm1', 'in=10 out=1', 'bulk-1')$$);

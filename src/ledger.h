@@ -114,6 +114,11 @@ typedef struct ColumnMap
 
 /* catalog.c */
 extern const char *const budget_query;
+
+/* tokenledger.replays: what an INSERT or COPY of a recorded key does */
+#define REPLAYS_ERROR 0
+#define REPLAYS_SKIP  1
+extern int               tokenledger_replays;
 extern void              catalog_init(void);
 extern const LedgerOids *ledger_oids(void);
 extern void              owner_sql_begin(OwnerSql *s);

@@ -38,6 +38,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "lib/stringinfo.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -46,6 +47,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -344,6 +346,121 @@ register_key(Oid keys, Datum key, Datum id, Datum occurred_at)
 	table_close(rel, NoLock);
 }
 
+static Datum ledger_row(Oid ledger, int64 id, TimestampTz at, bool *found);
+
+/*
+ * tokenledger.replays = skip: a row whose key is recorded already (by a
+ * committed transaction, or by this one) is left out when it repeats the
+ * recorded row's compared columns (and its given one, when given), and
+ * refused with 23505 when it differs, as record_usage() does: a bulk load
+ * (INSERT ... SELECT, COPY) can be replayed whole.  A key that another
+ * transaction is recording is waited for.  Returns whether to leave the row
+ * out.
+ */
+static bool
+replayed(Relation rel, HeapTuple tuple, Oid ledger, Oid keys, Oid key_index, Datum key,
+		 const char *keyname, const char *const *compared, int ncompared, const char *given)
+{
+	Relation        krel;
+	bool            found = false;
+	int64           id = 0;
+	TimestampTz     at = 0;
+	Datum           old;
+	HeapTupleHeader oldhdr;
+	TupleDesc       olddesc;
+	HeapTupleData   oldtup;
+	TupleDesc       desc = RelationGetDescr(rel);
+	StringInfoData  differs;
+
+	if (!OidIsValid(keys))
+		return false;
+	krel = table_open(keys, AccessShareLock);
+	for (;;)
+	{
+		SnapshotData    dirty;
+		ScanKeyData     skey;
+		SysScanDesc     scan;
+		HeapTuple       tup;
+		TransactionId   xwait = InvalidTransactionId;
+		ItemPointerData tid;
+
+		InitDirtySnapshot(dirty);
+		ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, key);
+		scan = systable_beginscan(krel, key_index, true, &dirty, 1, &skey);
+		tup = systable_getnext(scan);
+		if (HeapTupleIsValid(tup))
+		{
+			bool isnull;
+
+			tid = tup->t_self;
+			xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+			if (!TransactionIdIsValid(xwait))
+			{
+				found = true;
+				id = DatumGetInt64(heap_getattr(tup, 2, RelationGetDescr(krel), &isnull));
+				at = DatumGetTimestampTz(heap_getattr(tup, 3, RelationGetDescr(krel), &isnull));
+			}
+		}
+		systable_endscan(scan);
+		if (!TransactionIdIsValid(xwait))
+			break;
+		XactLockTableWait(xwait, krel, &tid, XLTW_InsertIndex);
+	}
+	table_close(krel, AccessShareLock);
+	if (!found)
+		return false;
+
+	old = ledger_row(ledger, id, at, &found);
+	if (!found)
+		return true; /* a month dropped from the archive: recorded once, ever */
+	oldhdr = DatumGetHeapTupleHeader(old);
+	olddesc =
+		lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(oldhdr), HeapTupleHeaderGetTypMod(oldhdr));
+	oldtup.t_len = HeapTupleHeaderGetDatumLength(oldhdr);
+	ItemPointerSetInvalid(&oldtup.t_self);
+	oldtup.t_tableOid = InvalidOid;
+	oldtup.t_data = oldhdr;
+	initStringInfo(&differs);
+	for (int i = 0; i <= ncompared; i++)
+	{
+		const char *col = i < ncompared ? compared[i] : given;
+		int         attno = SPI_fnumber(desc, col);
+		int         oldattno = SPI_fnumber(olddesc, col);
+		char       *a = SPI_getvalue(tuple, desc, attno);
+		char       *b = SPI_getvalue(&oldtup, olddesc, oldattno);
+
+		if (i == ncompared && a == NULL)
+			continue;
+		if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0))
+			appendStringInfo(&differs, "%s%s", differs.len > 0 ? ", " : "", col);
+	}
+	ReleaseTupleDesc(olddesc);
+	if (differs.len > 0)
+		ereport(ERROR, (errcode(ERRCODE_UNIQUE_VIOLATION),
+						errmsg("%s \"%s\" was already recorded with different content", keyname,
+							   TextDatumGetCString(key)),
+						errdetail("The replay differs in: %s.", differs.data),
+						errhint("A replay must repeat the original; record a correction with "
+								"tokenledger.adjust() instead.")));
+	return true;
+}
+
+/*
+ * A call or an outcome happened at a time: infinity and -infinity are
+ * refused (no month holds them, and the reports' day arithmetic cannot).
+ */
+static void
+check_finite(Relation rel, Datum at, bool isnull)
+{
+	if (!isnull && TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(at)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("occurred_at of \"%s\" must be a finite time, not %s", ledger_name(rel),
+						DatumGetCString(DirectFunctionCall1(timestamptz_out, at))),
+				 errhint("Give the time the call or outcome happened, or leave occurred_at out "
+						 "(now).")));
+}
+
 /*
  * A row inserted straight into a partition (not through the ledger) takes
  * the lock on the ledger that recorders hold, so that the recounts, which
@@ -413,6 +530,7 @@ usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 	 */
 	if (on_shard(rel))
 	{
+		register_if_unknown(text_or_null(values, nulls, U_INITIATIVE));
 		nulls[U_RECORDED_AT] = true;
 		repl[U_RECORDED_AT] = true;
 		goto done;
@@ -421,6 +539,7 @@ usage_insert(Relation rel, HeapTuple tuple, ColumnMap *map)
 	/* a restored row comes back as it was recorded: not priced, attributed or counted again */
 	if (restored_row(rel, values[U_RECORDED_AT], nulls[U_RECORDED_AT]))
 		goto done;
+	check_finite(rel, values[U_OCCURRED_AT], nulls[U_OCCURRED_AT]);
 
 	/*
 	 * Corrections, prices and attributions are the extension's to record:
@@ -603,7 +722,22 @@ usage_before(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
-		lock_ledger(rel, ledger_oids()->usage);
+		const LedgerOids *o = ledger_oids();
+
+		lock_ledger(rel, o->usage);
+		if (tokenledger_replays == REPLAYS_SKIP)
+		{
+			static const char *const compared[] = {"provider", "model", "service_tier", "tokens"};
+			bool                     no_key;
+			Datum                    key;
+
+			key = heap_getattr(trigdata->tg_trigtuple, map.attno[U_REQUEST_ID] + 1,
+							   RelationGetDescr(rel), &no_key);
+			if (!no_key &&
+				replayed(rel, trigdata->tg_trigtuple, o->usage, o->usage_keys, o->usage_request_key,
+						 key, "request_id", compared, lengthof(compared), "cost"))
+				return PointerGetDatum(NULL);
+		}
 		return PointerGetDatum(usage_insert(rel, trigdata->tg_trigtuple, &map));
 	}
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
@@ -648,6 +782,15 @@ outcome_before(PG_FUNCTION_ARGS)
 	lock_ledger(rel, ledger_oids()->outcomes);
 
 	key = heap_getattr(tuple, map.attno[O_EXTERNAL_REF] + 1, desc, &no_key);
+	if (tokenledger_replays == REPLAYS_SKIP && !no_key)
+	{
+		static const char *const compared[] = {"initiative", "metric", "quantity"};
+		const LedgerOids        *o = ledger_oids();
+
+		if (replayed(rel, tuple, o->outcomes, o->outcome_keys, o->outcomes_external_key, key,
+					 "external_ref", compared, lengthof(compared), "value"))
+			return PointerGetDatum(NULL);
+	}
 	id = heap_getattr(tuple, map.attno[O_ID] + 1, desc, &no_id);
 	at = heap_getattr(tuple, map.attno[O_OCCURRED_AT] + 1, desc, &no_at);
 	if (!no_key && !no_id && !no_at)
@@ -656,6 +799,9 @@ outcome_before(PG_FUNCTION_ARGS)
 	/* a shard values and stamps its outcomes itself (see usage_insert) */
 	if (on_shard(rel))
 	{
+		d = heap_getattr(tuple, map.attno[O_INITIATIVE] + 1, desc, &isnull);
+		if (!isnull)
+			register_if_unknown(TextDatumGetCString(d));
 		cols[n] = map.attno[O_RECORDED_AT] + 1;
 		nulls[n++] = true;
 		return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, n, cols, values, nulls));
@@ -663,6 +809,8 @@ outcome_before(PG_FUNCTION_ARGS)
 
 	d = heap_getattr(tuple, map.attno[O_RECORDED_AT] + 1, desc, &isnull);
 	restored = restored_row(rel, d, isnull);
+	if (!restored)
+		check_finite(rel, at, no_at);
 	if (isnull)
 	{
 		cols[n] = map.attno[O_RECORDED_AT] + 1;
@@ -779,9 +927,9 @@ append_only(PG_FUNCTION_ARGS)
 		ledger_privileged(trigdata->tg_relation))
 		return PointerGetDatum(per_row ? trigdata->tg_newtuple : NULL);
 	/* a row moved to its month's partition */
-	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && per_row && moving_rows &&
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && moving_rows &&
 		trigdata->tg_relation->rd_rel->relispartition && ledger_privileged(trigdata->tg_relation))
-		return PointerGetDatum(trigdata->tg_trigtuple);
+		return PointerGetDatum(per_row ? trigdata->tg_trigtuple : NULL);
 	refuse_change(trigdata->tg_relation, TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE"
 										 : TRIGGER_FIRED_BY_DELETE(trigdata->tg_event)
 											 ? "DELETE"

@@ -31,6 +31,10 @@ static char *tokenledger_billing_account = NULL;
  */
 static double tokenledger_anomaly_threshold = 5.0;
 static int    tokenledger_loop_threshold = 200;
+int           tokenledger_replays = REPLAYS_ERROR;
+
+static const struct config_enum_entry replays_options[] = {
+	{"error", REPLAYS_ERROR, false}, {"skip", REPLAYS_SKIP, false}, {NULL, 0, false}};
 
 /*
  * ISO 4217 alphabetic codes (current list, funds and precious metals
@@ -132,6 +136,13 @@ _PG_init(void)
 							"which spend_anomalies reports a loop.",
 							NULL, &tokenledger_loop_threshold, 200, 1, INT_MAX, PGC_USERSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("tokenledger.replays",
+							 "What an INSERT or COPY of an already recorded request_id or "
+							 "external_ref does.",
+							 "error: a unique violation (23505); skip: the row is left out when it "
+							 "repeats the recorded one, refused when it differs.",
+							 &tokenledger_replays, REPLAYS_ERROR, replays_options, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	catalog_init();
 	budget_init();
 	rollup_init();

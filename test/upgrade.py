@@ -3,7 +3,8 @@
 
 Database A installs 1.0, records a ledger (user prices and an alias, an
 initiative, attribution rules, priced and unpriced calls, an adjustment,
-outcomes, an alert and a block budget with spend that crossed thresholds,
+calls and outcomes over five months under request_ids and external_refs,
+a monthly budget, an alert and a block budget with spend that crossed thresholds,
 a reservation, an exchange rate) and is updated with ALTER EXTENSION
 tokenledger UPDATE.  Database B installs 1.1 afresh.
 
@@ -27,6 +28,14 @@ tokenledger UPDATE.  Database B installs 1.1 afresh.
   currency, so the recount the update runs must find the same sums.
 - The shipped catalog rows (prices, model_aliases WHERE shipped) of A and B
   are the same rows, ids included.
+
+- The updated ledger is partitioned by month: the 1.0 rows of usage and
+  outcomes are in the default partitions, every request_id and external_ref
+  is in the key tables, the sequences go on where 1.0 left them, a replay
+  of a 1.0 key returns its id (a plain INSERT of it fails), and
+  create_partitions(since => the first month) moves the rows into their
+  months with every column unchanged and counted once.  (Checked after the
+  catalogs are read: the month partitions are not the extension's.)
 
 sql/upgrade.sql tests the behaviour across the update; this is the
 object-by-object comparison.  Uses databases of its own.  Prints TAP (the
@@ -365,7 +374,8 @@ def catalog_snapshot(conn):
     for r in rows(conn, """
             SELECT pg_describe_object(x.classid, x.oid, 0) FROM (
                 SELECT 'pg_class'::regclass AS classid, c.oid FROM pg_class c
-                WHERE c.relnamespace = 'tokenledger'::regnamespace AND c.relkind NOT IN ('i', 'I', 't')
+                WHERE c.relnamespace IN (SELECT n.oid FROM pg_namespace n WHERE n.nspname IN ('tokenledger', 'tokenledger_archive'))
+                  AND c.relkind NOT IN ('i', 'I', 't')
                 UNION ALL SELECT 'pg_proc'::regclass, p.oid FROM pg_proc p WHERE p.pronamespace = 'tokenledger'::regnamespace
                 UNION ALL SELECT 'pg_type'::regclass, t.oid FROM pg_type t WHERE t.typnamespace = 'tokenledger'::regnamespace
                 UNION ALL SELECT 'pg_operator'::regclass, o.oid FROM pg_operator o WHERE o.oprnamespace = 'tokenledger'::regnamespace
@@ -376,7 +386,7 @@ def catalog_snapshot(conn):
               AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = x.classid AND d.objid = x.oid
                               AND d.deptype = 'i')
             ORDER BY 1"""):
-        put(snap, f"not a member but in schema tokenledger: {r[0]}", {"member": "no"})
+        put(snap, f"not a member but in the extension's schemas: {r[0]}", {"member": "no"})
 
     # the extension's own row
     a = one_row_attrs(conn, """
@@ -558,6 +568,84 @@ def record_1_0(conn):
     x("SELECT record_outcome('support-triage', 'ticket_resolved', 1, value => '5 USD', external_ref => 'zd-2')")
     x("SELECT record_outcome('new-initiative', 'lead', 2)")
     x("SELECT budget_reserve(team => 'research', estimate => '1.5 USD', ttl => '1 day')")
+    # calls and outcomes over five months, under request_ids and external_refs, and a monthly budget
+    x("""INSERT INTO budgets (name, scope, scope_value, period, amount, mode, warn_at)
+         VALUES ('support monthly', 'team', 'support', 'month', '3 USD', 'alert', '{0.5,1.0}')""")
+    x("""SELECT record_usage('acme', 'm', format('{"input_tokens": %s, "output_tokens": 1000}', 100000 * (g + 1))::jsonb,
+                             request_id => 'req-month-' || g, occurred_at => now() - g * interval '31 days',
+                             app => 'helpdesk', principal => 'ann', run_id => 'run-' || g)
+         FROM generate_series(0, 4) g""")
+    x("""INSERT INTO usage (occurred_at, request_id, provider, model, tokens, api_key)
+         SELECT now() - g * interval '29 days' - interval '1 hour', 'req-lab-' || g, 'acme', 'm', 'in=50000 out=5000', 'key-lab'
+         FROM generate_series(1, 4) g""")
+    x("""SELECT record_outcome('support-triage', 'ticket_resolved', g + 1, occurred_at => now() - g * interval '31 days',
+                              run_id => 'run-' || g, external_ref => 'zd-month-' || g)
+         FROM generate_series(0, 4) g""")
+
+
+def placement(conn, table):
+    return [tuple(r) for r in rows(conn, f"""
+        SELECT t.id, t.tableoid::regclass::text FROM tokenledger.{table} t ORDER BY t.id""")]
+
+
+def partitioned_1_0(a, columns, after):
+    """The updated ledger is partitioned: the 1.0 rows wait in the default
+    partitions, their keys are in the key tables, replays are still
+    answered, and create_partitions() moves them into their months."""
+    for table in ("usage", "outcomes"):
+        where = sorted({r[1] for r in placement(a, table)})
+        check(where == [f"tokenledger.{table}_default"] and len(placement(a, table)) >= 5,
+              f"the 1.0 rows of {table} are in {table}_default after the update ({len(placement(a, table))} rows)", where)
+    for table, keys, key in (("usage", "usage_request_ids", "request_id"),
+                             ("outcomes", "outcome_external_refs", "external_ref")):
+        held = rows(a, f"SELECT {key}, id, occurred_at FROM tokenledger.{keys} ORDER BY 1")
+        ledger = rows(a, f"SELECT {key}, id, occurred_at FROM tokenledger.{table} WHERE {key} IS NOT NULL ORDER BY 1")
+        check(held == ledger and len(held) >= 5, f"tokenledger.{keys} holds every {key} of the 1.0 ledger ({len(held)})",
+              [f"key table: {held}", f"ledger: {ledger}"])
+    # the sequences go on where 1.0 left them
+    last = dict((r[0], r[1]) for r in after["sequences"])
+    new_id = rows(a, """INSERT INTO tokenledger.usage (provider, model, tokens, team)
+                        VALUES ('acme', 'm', 'in=1 out=1', 'support') RETURNING id""")[0][0]
+    check(str(new_id) == str(int(last["usage_id_seq"]) + 1),
+          f"the next call takes the id after 1.0's last ({new_id}, 1.0's last {last['usage_id_seq']})")
+    # replays of 1.0 keys
+    old_id = rows(a, "SELECT id FROM tokenledger.usage WHERE request_id = 'req-month-2'")[0][0]
+    replay = rows(a, """SELECT tokenledger.record_usage('acme', 'm', '{"input_tokens": 300000, "output_tokens": 1000}',
+                           request_id => 'req-month-2', occurred_at => now())""")[0][0]
+    check(replay == old_id, f"record_usage() replaying a 1.0 request_id (another month) returns its id ({replay} = {old_id})")
+    try:
+        a.execute("""INSERT INTO tokenledger.usage (provider, model, tokens, request_id)
+                     VALUES ('acme', 'm', 'in=1 out=1', 'req-month-3')""")
+        state = None
+    except psycopg.Error as e:
+        state = e.sqlstate
+    check(state == "23505", f"a plain INSERT of a 1.0 request_id fails ({state})")
+    old_id = rows(a, "SELECT id FROM tokenledger.outcomes WHERE external_ref = 'zd-month-3'")[0][0]
+    replay = rows(a, """SELECT tokenledger.record_outcome('support-triage', 'ticket_resolved', 4, external_ref => 'zd-month-3')""")[0][0]
+    check(replay == old_id, f"record_outcome() replaying a 1.0 external_ref returns its id ({replay} = {old_id})")
+    # into months
+    cols = {t: columns[t] + [c for c in table_columns(a, t) if c not in columns[t]] for t in ("usage", "outcomes")}
+    before = {t: [tuple(r) for r in rows(a, f"SELECT t::text FROM tokenledger.{t} t ORDER BY t.id")] for t in cols}
+    spend = [tuple(r) for r in rows(a, """SELECT budget_id, period_start::text, tokenledger.sum(spent)::text
+                                          FROM tokenledger.budget_spend GROUP BY 1, 2 ORDER BY 1, 2""")]
+    first = rows(a, "SELECT min(occurred_at) FROM tokenledger.usage")[0][0]
+    made = rows(a, "SELECT tokenledger.create_partitions(since => %s)", (first,))[0][0]
+    parts = rows(a, """SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                       WHERE i.inhparent IN ('tokenledger.usage'::regclass, 'tokenledger.outcomes'::regclass)
+                         AND c.relname ~ '_[0-9]{4}_[0-9]{2}$'""")[0][0]
+    check(made == parts and made >= 2 * 8, f"create_partitions(since => the first month) makes {made} month partitions")
+    for table in ("usage", "outcomes"):
+        moved = [tuple(r) for r in rows(a, f"SELECT t::text FROM tokenledger.{table} t ORDER BY t.id")]
+        compare_rows(f"create_partitions() moves the 1.0 rows of {table} unchanged, every column", before[table], moved,
+                     "before", "after")
+        wrong = [r for r in rows(a, f"""
+            SELECT t.id, t.tableoid::regclass::text FROM tokenledger.{table} t
+            WHERE t.tableoid::regclass::text <> 'tokenledger.{table}_' || to_char(t.occurred_at AT TIME ZONE 'UTC', 'YYYY_MM')""")]
+        check(not wrong, f"every row of {table} is in its month's partition", [str(r) for r in wrong])
+    compare_rows("the budgets count the moved rows once", spend,
+                 [tuple(r) for r in rows(a, """SELECT budget_id, period_start::text, tokenledger.sum(spent)::text
+                                               FROM tokenledger.budget_spend GROUP BY 1, 2 ORDER BY 1, 2""")],
+                 "before", "after")
 
 
 def main():
@@ -590,6 +678,7 @@ def main():
                          "A before the update", "A after the update")
         snap_a = catalog_snapshot(a)
         roles_a = roles_snapshot(a)
+        partitioned_1_0(a, columns, after)
         shipped_a = {t: [tuple(r) for r in rows(a, f"SELECT x::text FROM tokenledger.{t} x WHERE shipped ORDER BY {o}")]
                      for t, o in (("prices", "id"), ("model_aliases", "provider, alias"))}
         a.close()
@@ -616,6 +705,13 @@ def main():
                      for t, o in (("prices", "id"), ("model_aliases", "provider, alias"))}
         b.close()
 
+        covered = ["table tokenledger.usage", "table tokenledger.usage_default", "table tokenledger.outcomes_default",
+                   "table tokenledger.usage_request_ids", "table tokenledger.outcome_external_refs",
+                   "schema tokenledger_archive", "table tokenledger_archive.usage", "table tokenledger_archive.outcomes",
+                   "table tokenledger_archive.usage_default", "view tokenledger_archive.all_usage",
+                   "view tokenledger_archive.all_outcomes"]
+        missing = [k for k in covered if k not in snap_a or k not in snap_b]
+        check(not missing, "the comparison covers the partitions, the key tables and the archive schema", missing)
         check(len(snap_a) > 100 and len(snap_b) > 100,
               f"the catalogs were read ({len(snap_a)} objects in A, {len(snap_b)} in B)")
         differing = compare_snapshots(snap_a, snap_b, "same object")
