@@ -27,7 +27,7 @@ HAVE_HEADERS := $(wildcard $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
 # sudo for installing, unless run as root
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: deps lint test prove demo dashboard bench-types bench-ingest bench-budget bench-views bench-instructions dist package test-package
+.PHONY: deps lint test prove demo dashboard bench-types bench-ingest bench-scale bench-budget bench-views bench-instructions dist package test-package
 
 deps:
 	sh scripts/install-deps.sh
@@ -62,7 +62,7 @@ lint:
 
 ifeq ($(and $(PGXS),$(HAVE_HEADERS)),)
 # A fresh machine has no server headers yet: install them, then go on.
-all install installcheck test demo dashboard bench-types bench-ingest bench-budget bench-views bench-instructions:
+all install installcheck test demo dashboard bench-types bench-ingest bench-scale bench-budget bench-views bench-instructions:
 	sh scripts/install-deps.sh
 	$(MAKE) PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config $@
 else
@@ -104,6 +104,12 @@ bench-budget: all
 bench-ingest: all
 	$(SUDO) $(MAKE) install
 	pg_virtualenv sh bench/ingest.sh
+
+# the ledger partitioned by month against one big table, and two
+# postgres_fdw shards against one node (ROWS: calls, default 5M)
+bench-scale: all
+	$(SUDO) $(MAKE) install
+	pg_virtualenv sh bench/scale.sh
 
 bench-views: all
 	$(SUDO) $(MAKE) install

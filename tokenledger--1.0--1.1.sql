@@ -139,6 +139,39 @@ SELECT u.request_id, u.id, u.occurred_at FROM @extschema@.usage u WHERE u.reques
 INSERT INTO @extschema@.outcome_external_refs
 SELECT o.external_ref, o.id, o.occurred_at FROM @extschema@.outcomes o WHERE o.external_ref IS NOT NULL;
 
+-- The locks that changing the ledger's partitions takes, all at once: the
+-- first table waits (5 seconds at most, or lock_timeout when shorter), the
+-- others are taken at once or not at all, and when one is not, all are let
+-- go and the round starts again.  So a maintenance call never holds one of
+-- them while it waits for a transaction that waits for it (a recorder of
+-- both tables, a report that records).  55P03 when they stay taken.
+CREATE FUNCTION @extschema@.lock_ledgers(tables regclass[], modes text[]) RETURNS void LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	deadline timestamptz := pg_catalog.clock_timestamp() + interval '5 seconds';
+BEGIN
+	LOOP
+		BEGIN
+			EXECUTE format('LOCK TABLE ONLY %s IN %s MODE', tables[1], modes[1]);
+			FOR i IN 2 .. pg_catalog.array_length(tables, 1) LOOP
+				EXECUTE format('LOCK TABLE ONLY %s IN %s MODE NOWAIT', tables[i], modes[i]);
+			END LOOP;
+			RETURN;
+		EXCEPTION WHEN lock_not_available THEN
+			-- the subtransaction's locks are let go with it
+			IF pg_catalog.clock_timestamp() >= deadline THEN
+				RAISE EXCEPTION 'could not change the ledger''s partitions: transactions using % stayed open',
+					pg_catalog.array_to_string(tables, ', ')
+					USING ERRCODE = 'lock_not_available', HINT = 'Run it again when they have ended.';
+			END IF;
+			PERFORM pg_catalog.pg_sleep(0.05);
+		END;
+	END LOOP;
+END $$;
+COMMENT ON FUNCTION @extschema@.lock_ledgers(regclass[], text[]) IS
+	'internal: takes the locks of a change to the ledger''s partitions, all or none';
+REVOKE EXECUTE ON FUNCTION @extschema@.lock_ledgers(regclass[], text[]) FROM PUBLIC;
+
 -- One month's partition of usage or outcomes (m: the month's first day, in
 -- UTC).  The default partition's rows of that month move into it: they are
 -- deleted and inserted again through the ledger as restored rows (the
@@ -146,7 +179,7 @@ SELECT o.external_ref, o.id, o.occurred_at FROM @extschema@.outcomes o WHERE o.e
 -- recorded would count again: their month waits for the next call.
 -- Returns 1 when it made the partition, else 0.
 CREATE FUNCTION @extschema@.create_partition(ledger text, m timestamp) RETURNS integer LANGUAGE plpgsql
-	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+	SET search_path = pg_catalog, @extschema@, pg_temp SET DateStyle = 'ISO' SET TimeZone = 'UTC' AS $$
 DECLARE
 	part text := ledger || pg_catalog.to_char(m, '_YYYY_MM');
 	lo timestamptz := m AT TIME ZONE 'UTC';
@@ -162,14 +195,13 @@ BEGIN
 	IF pg_catalog.to_regclass(format('@extschema@.%I', part)) IS NOT NULL THEN
 		RETURN 0;
 	END IF;
-	-- recorders of rows for the default partition wait until the month is
-	-- made (one that is recording now is waited for): none slips in between
-	EXECUTE format('LOCK TABLE ONLY @extschema@.%I IN SHARE ROW EXCLUSIVE MODE', ledger || '_default');
+	-- (the caller holds the ledger against recorders: none slips in between)
 	EXECUTE format('SELECT EXISTS (SELECT FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2),'
 				   ' EXISTS (SELECT FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2'
 				   ' AND d.recorded_at = pg_catalog.now())', ledger || '_default', ledger || '_default')
 		INTO moving, busy USING lo, hi;
-	IF busy THEN
+	-- a month archived already comes back only for rows that arrived late
+	IF busy OR (NOT moving AND pg_catalog.to_regclass(format('@extschema@_archive.%I', part)) IS NOT NULL) THEN
 		RETURN 0;
 	END IF;
 	EXECUTE format('CREATE TABLE @extschema@.%I (LIKE @extschema@.%I INCLUDING DEFAULTS'
@@ -205,6 +237,9 @@ COMMENT ON FUNCTION @extschema@.create_partition(text, timestamp) IS
 	'internal: one month''s partition of usage or outcomes, with the default partition''s rows of that month moved into it';
 REVOKE EXECUTE ON FUNCTION @extschema@.create_partition(text, timestamp) FROM PUBLIC;
 
+CREATE TYPE @extschema@.ledger_month AS (ledger text, month timestamp);
+COMMENT ON TYPE @extschema@.ledger_month IS 'internal: a month of usage or outcomes (its first day, in UTC)';
+
 CREATE FUNCTION @extschema@.create_partitions(since timestamptz DEFAULT now(), ahead interval DEFAULT '3 months')
 	RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
@@ -213,6 +248,7 @@ DECLARE
 	last_month timestamp := pg_catalog.date_trunc('month', (pg_catalog.now() + ahead) AT TIME ZONE 'UTC');
 	t text;
 	m timestamp;
+	todo @extschema@.ledger_month[] := '{}';
 	made integer := 0;
 BEGIN
 	IF since IS NULL OR ahead IS NULL THEN
@@ -225,21 +261,45 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Rows of months without a partition are kept in the default partition.';
 	END IF;
+	-- the months from since to ahead, then up to 24 months of rows that the
+	-- default partitions hold outside them, oldest first (a flood of rows
+	-- dated over the centuries is moved a little at each call, never
+	-- blocking the months ahead)
 	FOREACH t IN ARRAY ARRAY['usage', 'outcomes'] LOOP
+		FOR m IN
+			SELECT g FROM pg_catalog.generate_series(first_month, last_month, interval '1 month') g
+			WHERE pg_catalog.to_regclass(format('@extschema@.%I', t || pg_catalog.to_char(g, '_YYYY_MM'))) IS NULL
+		LOOP
+			todo := todo || ROW(t, m)::@extschema@.ledger_month;
+		END LOOP;
 		FOR m IN EXECUTE format(
-			'SELECT g FROM pg_catalog.generate_series($1, $2, interval ''1 month'') g'
-			' UNION SELECT DISTINCT pg_catalog.date_trunc(''month'', d.occurred_at AT TIME ZONE ''UTC'')'
+			'SELECT DISTINCT pg_catalog.date_trunc(''month'', d.occurred_at AT TIME ZONE ''UTC'') AS m'
 			' FROM @extschema@.%I d WHERE d.occurred_at >= ''0001-01-01 00:00+00'''
-			' AND d.occurred_at < ''9999-12-01 00:00+00'' ORDER BY 1', t || '_default')
+			' AND d.occurred_at < ''9999-12-01 00:00+00'''
+			' AND (d.occurred_at < $1 AT TIME ZONE ''UTC'''
+			'      OR d.occurred_at >= ($2 + interval ''1 month'') AT TIME ZONE ''UTC'')'
+			' ORDER BY 1 LIMIT 24', t || '_default')
 			USING first_month, last_month
 		LOOP
-			made := made + @extschema@.create_partition(t, m);
+			todo := todo || ROW(t, m)::@extschema@.ledger_month;
 		END LOOP;
+	END LOOP;
+	IF pg_catalog.cardinality(todo) = 0 THEN
+		RETURN 0;
+	END IF;
+	-- recorders wait while the months are made (moments, unless rows move);
+	-- the default partitions are scanned by ATTACH
+	PERFORM @extschema@.lock_ledgers(
+		ARRAY['@extschema@.usage', '@extschema@.outcomes', '@extschema@.usage_default',
+			  '@extschema@.outcomes_default']::regclass[],
+		ARRAY['SHARE ROW EXCLUSIVE', 'SHARE ROW EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE']);
+	FOR i IN 1 .. pg_catalog.cardinality(todo) LOOP
+		made := made + @extschema@.create_partition(todo[i].ledger, todo[i].month);
 	END LOOP;
 	RETURN made;
 END $$;
 COMMENT ON FUNCTION @extschema@.create_partitions(timestamptz, interval) IS
-	'makes the monthly partitions of usage and outcomes from since''s month to ahead of now, and one for each month whose rows the default partitions hold (moving them in); returns how many it made; for a scheduler (pg_cron)';
+	'makes the monthly partitions of usage and outcomes from since''s month to ahead of now, moving the default partitions'' rows of those months in, and up to 24 more months for rows the default partitions hold outside them; returns how many it made; for a scheduler (pg_cron)';
 REVOKE EXECUTE ON FUNCTION @extschema@.create_partitions(timestamptz, interval) FROM PUBLIC;
 
 -- one conversion for the accounting, the reservations and the reports
@@ -928,7 +988,7 @@ END $$;
 
 CREATE FUNCTION @extschema@.archive_before(month timestamptz, drop boolean DEFAULT false)
 	RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+	SET search_path = pg_catalog, @extschema@, pg_temp SET DateStyle = 'ISO' SET TimeZone = 'UTC' AS $$
 DECLARE
 	lim timestamp := pg_catalog.date_trunc('month', month AT TIME ZONE 'UTC');
 	t text;
@@ -955,6 +1015,8 @@ BEGIN
 					  HINT = 'Run tokenledger.create_partitions() first: it moves them into their month.';
 		END IF;
 	END LOOP;
+	PERFORM @extschema@.lock_ledgers(ARRAY['@extschema@.usage', '@extschema@.outcomes']::regclass[],
+									 ARRAY['ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE']);
 	FOREACH t IN ARRAY ARRAY['usage', 'outcomes'] LOOP
 		FOR p IN
 			SELECT c.relname, pg_catalog.to_timestamp(substr(c.relname, length(t) + 2), 'YYYY_MM')::timestamp AS m
@@ -966,6 +1028,10 @@ BEGIN
 		LOOP
 			EXECUTE format('ALTER TABLE @extschema@.%I DETACH PARTITION @extschema@.%I', t, p.relname);
 			IF drop THEN
+				EXECUTE format('DROP TABLE @extschema@.%I', p.relname);
+			ELSIF pg_catalog.to_regclass(format('@extschema@_archive.%I', p.relname)) IS NOT NULL THEN
+				-- rows of an archived month that arrived late join it
+				EXECUTE format('INSERT INTO @extschema@_archive.%I SELECT * FROM @extschema@.%I', p.relname, p.relname);
 				EXECUTE format('DROP TABLE @extschema@.%I', p.relname);
 			ELSE
 				EXECUTE format('ALTER TABLE @extschema@.%I SET SCHEMA @extschema@_archive', p.relname);

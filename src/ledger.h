@@ -115,6 +115,9 @@ typedef struct ColumnMap
 /* catalog.c */
 extern const char *const budget_query;
 
+/* the lock tag kind of replays of one key (see LOCK_KIND_SLOT in budget.c) */
+#define LOCK_KIND_REPLAY 5
+
 /* tokenledger.replays: what an INSERT or COPY of a recorded key does */
 #define REPLAYS_ERROR 0
 #define REPLAYS_SKIP  1

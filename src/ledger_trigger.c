@@ -48,6 +48,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
+#include "common/hashfn.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -374,6 +375,20 @@ replayed(Relation rel, HeapTuple tuple, Oid ledger, Oid keys, Oid key_index, Dat
 
 	if (!OidIsValid(keys))
 		return false;
+	/*
+	 * Replays of one key are taken one at a time, to the end of the
+	 * transaction: between this look and the key's entry no other replay of
+	 * it can slip in (a lock tag of the extension's own, not SQL's, see
+	 * budget.c, keyed by the key's hash and the ledger)
+	 */
+	{
+		LOCKTAG tag;
+		uint32 h = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(DatumGetTextPP(key)),
+										   VARSIZE_ANY_EXHDR(DatumGetTextPP(key))));
+
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) ledger, h, LOCK_KIND_REPLAY);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
 	krel = table_open(keys, AccessShareLock);
 	for (;;)
 	{
@@ -1018,8 +1033,11 @@ ledger_row(Oid ledger, int64 id, TimestampTz at, bool *found)
 					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(parent)),
 												RelationGetRelationName(parent)));
 
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
+		OwnerSql owner;
+
+		/* as the ledger's owner (every team's rows), as committed now */
+		owner_sql_begin(&owner);
+		PushActiveSnapshot(GetLatestSnapshot());
 		if (SPI_execute_with_args(sql, 2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the ledger row %lld", (long long) id);
 		if (SPI_processed > 0)
@@ -1033,7 +1051,8 @@ ledger_row(Oid ledger, int64 id, TimestampTz at, bool *found)
 				*found = true;
 			}
 		}
-		SPI_finish();
+		PopActiveSnapshot();
+		owner_sql_end(&owner);
 	}
 	table_close(parent, AccessShareLock);
 	return result;

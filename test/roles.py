@@ -288,7 +288,7 @@ def definitions(su):
         JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
         JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'tokenledger'
         WHERE p.prosecdef
-          AND coalesce(p.proconfig, '{}') <> ARRAY['search_path=pg_catalog, tokenledger, pg_temp']""")]
+          AND NOT 'search_path=pg_catalog, tokenledger, pg_temp' = ANY (coalesce(p.proconfig, '{}'))""")]
     check(not unpinned, f"every SECURITY DEFINER function pins search_path (unpinned: {unpinned})")
     public = [r[0] for r in su.execute("""
         SELECT f FROM unnest(ARRAY['tokenledger.record_usage', 'tokenledger.record_outcome',
