@@ -16,9 +16,16 @@
  * outcome_before (BEFORE INSERT, per row): registers unknown initiatives and
  *	values the outcome at quantity x value_per_outcome when no value is given
  *	(restored rows, again, are kept as they are).
- * append_only (BEFORE UPDATE, DELETE or TRUNCATE, per statement): refuses
- *	(an UPDATE by the table's owner passes when the trigger has an argument),
- *	even when no row would be touched.
+ * append_only (BEFORE UPDATE, DELETE or TRUNCATE, per statement; BEFORE
+ *	DELETE or UPDATE per row, which partitions inherit): refuses (an UPDATE
+ *	by the table's owner passes when the trigger has an argument), even when
+ *	no row would be touched; create_partitions() moving rows is let through.
+ *
+ * Both insert triggers write the row's idempotency key into its key table
+ * (register_key), refuse an infinite occurred_at, take the ledger's lock
+ * when fired on a partition straight, and, with tokenledger.replays = skip,
+ * leave out a replay of a recorded key (replayed).  On a foreign partition
+ * (a shard) they only register the key: the shard records the row.
  */
 #include "postgres.h"
 
