@@ -63,9 +63,9 @@ REVOKE EXECUTE ON FUNCTION @extschema@.equip_partition(regclass) FROM PUBLIC;
 
 -- The 1.0 tables become partitioned ones of the same columns, defaults,
 -- checks, comments and triggers (the indexes are the partitions'); their
--- rows move into the default
--- partitions unchanged (ids, times, costs), before any trigger is on the new
--- tables.  unpriced_usage (1.0) is pointed at the new usage.
+-- rows move into the default partitions unchanged (ids, times, costs),
+-- before any trigger is on the new tables.  unpriced_usage (1.0) is pointed
+-- at the new usage.
 DO $$
 DECLARE
 	t text;
