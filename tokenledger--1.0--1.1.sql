@@ -323,16 +323,11 @@ COMMENT ON FUNCTION @extschema@.recorded_outcome(text) IS
 	'the outcome recorded under an external_ref, as committed now; NULL when none';
 
 -- the conflict error names the key and the fields that differ (the
--- recorded row may be one the replaying role cannot read)
+-- recorded row may be one the replaying role cannot read); the insert
+-- trigger raises the same error for replays it leaves out (see
+-- tokenledger.replays)
 CREATE OR REPLACE FUNCTION @extschema@.replay_conflict(what text, key text, recorded text, replayed text)
-	RETURNS void LANGUAGE plpgsql
-	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
-BEGIN
-	RAISE EXCEPTION '% "%" was already recorded with different content', what, key
-		USING ERRCODE = 'unique_violation',
-			  DETAIL = format('The replay differs in: %s.', recorded),
-			  HINT = 'A replay must repeat the original; record a correction with tokenledger.adjust() instead.';
-END $$;
+	RETURNS void AS 'MODULE_PATHNAME' LANGUAGE C;
 COMMENT ON FUNCTION @extschema@.replay_conflict(text, text, text, text) IS
 	'the error of a replayed key with different content (recorded: the fields that differ)';
 
@@ -962,13 +957,19 @@ BEGIN
 					   'the live ' || t || ' and its archived months: what the reports read');
 	END LOOP;
 END $$;
-CREATE POLICY usage_by_team ON @extschema@_archive.usage FOR SELECT
-	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
-		   OR team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[]));
-CREATE POLICY outcomes_by_team ON @extschema@_archive.outcomes FOR SELECT
-	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
-		   OR initiative IN (SELECT i.name FROM @extschema@.initiatives i
-							 WHERE i.team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])));
+-- the archive is read by team as the live ledger is: its reading policies
+DO $$
+DECLARE
+	pol record;
+BEGIN
+	FOR pol IN
+		SELECT p.tablename, p.policyname, p.qual FROM pg_catalog.pg_policies p
+		WHERE p.schemaname = '@extschema@' AND p.tablename IN ('usage', 'outcomes') AND p.cmd = 'SELECT'
+	LOOP
+		EXECUTE format('CREATE POLICY %I ON @extschema@_archive.%I FOR SELECT USING (%s)',
+					   pol.policyname, pol.tablename, pol.qual);
+	END LOOP;
+END $$;
 GRANT USAGE ON SCHEMA @extschema@_archive TO tokenledger_reader, tokenledger_admin;
 GRANT SELECT ON @extschema@_archive.usage, @extschema@_archive.outcomes,
 	@extschema@_archive.all_usage, @extschema@_archive.all_outcomes

@@ -357,6 +357,43 @@ register_key(Oid keys, Datum key, Datum id, Datum occurred_at)
 static Datum ledger_row(Oid ledger, int64 id, TimestampTz at, bool *found);
 
 /*
+ * A replay of a recorded key whose content differs: refused, naming the
+ * key and the fields that differ, not the recorded values (the row may be
+ * one the replaying role cannot read).  record_usage() and record_outcome()
+ * raise it through replay_conflict(), the insert trigger directly.
+ */
+static void
+refuse_replay(const char *what, const char *key, const char *differs)
+{
+	ereport(ERROR, (errcode(ERRCODE_UNIQUE_VIOLATION),
+					errmsg("%s \"%s\" was already recorded with different content", what, key),
+					errdetail("The replay differs in: %s.", differs),
+					errhint("A replay must repeat the original; record a correction with "
+							"tokenledger.adjust() instead.")));
+}
+
+/* replay_conflict(what, key, recorded, replayed): refuse_replay for the SQL functions */
+PG_FUNCTION_INFO_V1(replay_conflict);
+Datum
+replay_conflict(PG_FUNCTION_ARGS)
+{
+	refuse_replay(PG_ARGISNULL(0) ? "<NULL>" : text_to_cstring(PG_GETARG_TEXT_PP(0)),
+				  PG_ARGISNULL(1) ? "<NULL>" : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+				  PG_ARGISNULL(2) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	PG_RETURN_VOID();
+}
+
+/* the row a key table names for a key: its id and occurred_at (columns 2, 3) */
+static void
+key_names_row(HeapTuple tup, TupleDesc desc, int64 *id, TimestampTz *at)
+{
+	bool isnull;
+
+	*id = DatumGetInt64(heap_getattr(tup, 2, desc, &isnull));
+	*at = DatumGetTimestampTz(heap_getattr(tup, 3, desc, &isnull));
+}
+
+/*
  * tokenledger.replays = skip: a row whose key is recorded already (by a
  * committed transaction, or by this one) is left out when it repeats the
  * recorded row's compared columns (and its given one, when given), and
@@ -412,15 +449,12 @@ replayed(Relation rel, HeapTuple tuple, Oid ledger, Oid keys, Oid key_index, Dat
 		tup = systable_getnext(scan);
 		if (HeapTupleIsValid(tup))
 		{
-			bool isnull;
-
 			tid = tup->t_self;
 			xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
 			if (!TransactionIdIsValid(xwait))
 			{
 				found = true;
-				id = DatumGetInt64(heap_getattr(tup, 2, RelationGetDescr(krel), &isnull));
-				at = DatumGetTimestampTz(heap_getattr(tup, 3, RelationGetDescr(krel), &isnull));
+				key_names_row(tup, RelationGetDescr(krel), &id, &at);
 			}
 		}
 		systable_endscan(scan);
@@ -458,12 +492,7 @@ replayed(Relation rel, HeapTuple tuple, Oid ledger, Oid keys, Oid key_index, Dat
 	}
 	ReleaseTupleDesc(olddesc);
 	if (differs.len > 0)
-		ereport(ERROR, (errcode(ERRCODE_UNIQUE_VIOLATION),
-						errmsg("%s \"%s\" was already recorded with different content", keyname,
-							   TextDatumGetCString(key)),
-						errdetail("The replay differs in: %s.", differs.data),
-						errhint("A replay must repeat the original; record a correction with "
-								"tokenledger.adjust() instead.")));
+		refuse_replay(keyname, TextDatumGetCString(key), differs.data);
 	return true;
 }
 
@@ -1097,11 +1126,7 @@ row_by_key(FunctionCallInfo fcinfo, Oid relid, Oid indexid, Oid keys, const char
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup) && OidIsValid(keys))
 	{
-		bool isnull;
-
-		/* the key tables' columns: the key, id, occurred_at */
-		id = DatumGetInt64(heap_getattr(tup, 2, RelationGetDescr(rel), &isnull));
-		at = DatumGetTimestampTz(heap_getattr(tup, 3, RelationGetDescr(rel), &isnull));
+		key_names_row(tup, RelationGetDescr(rel), &id, &at);
 		found = true;
 	}
 	else if (HeapTupleIsValid(tup))
