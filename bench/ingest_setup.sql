@@ -13,7 +13,14 @@ FROM generate_series(1, 10) i;
 -- the month's partition, as a scheduled create_partitions() keeps it
 SELECT create_partitions();
 DROP TABLE IF EXISTS bench_plain;
-CREATE TABLE bench_plain (LIKE tokenledger.usage INCLUDING ALL);
+-- the ledger's rules, as a plain table states them: 1.0's CHECK expressions
+-- (the ledger checks the same rules with one C call, usage_row_check)
+CREATE TABLE bench_plain (LIKE tokenledger.usage INCLUDING ALL EXCLUDING CONSTRAINTS,
+	CHECK (requests >= 0),
+	CHECK (jsonb_typeof(tags) = 'object'),
+	CHECK (attribution ~ '^(explicit|unattributed|rule:[0-9]+)$'),
+	CHECK (entry IN ('call', 'adjustment', 'rerate')),
+	CHECK ((entry = 'call') = (adjusts IS NULL)));
 CREATE SEQUENCE bench_plain_id_seq OWNED BY bench_plain.id;
 ALTER TABLE bench_plain ALTER id SET DEFAULT nextval('bench_plain_id_seq'),
 	ALTER attribution SET DEFAULT 'unattributed';

@@ -17,7 +17,7 @@ ROWS=${ROWS:-1000}
 command -v valgrind >/dev/null || { echo "bench/instructions.sh needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/tokenledger-instructions.XXXXXX)
-trap 'as_owner "$BIN/pg_ctl -D $work/data stop -m immediate" >/dev/null 2>&1; rm -rf "$work"' EXIT
+trap 'as_owner "$BIN/pg_ctl -D $work/data stop -m immediate" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 # PostgreSQL runs as its own user when this runs as root
 if [ "$(id -u)" = 0 ]; then
 	chown postgres "$work"

@@ -134,6 +134,22 @@ SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens) VALUES ('acme',
 SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, entry) VALUES ('acme', 'm1', 'in=1 out=1', 'refund')$$);
 SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, requests) VALUES ('acme', 'm1', 'in=1 out=1', -1)$$);
 SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, entry) VALUES ('acme', 'm1', 'in=1 out=1', 'adjustment')$$);
+SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, adjusts) VALUES ('acme', 'm1', 'in=1 out=1', 1)$$);
+SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, tags) VALUES ('acme', 'm1', 'in=1 out=1', '"x"')$$);
+SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, tags) VALUES ('acme', 'm1', 'in=1 out=1', '[]')$$);
+SELECT a, pg_temp.err(format($$INSERT INTO usage (provider, model, tokens, attribution) VALUES ('acme', 'm1', 'in=1 out=1', %L)$$, a))
+FROM unnest(ARRAY['rule:', 'rule:7x', 'rule:-7', 'Explicit', 'unattributed ', '']) a;
+SELECT pg_temp.err($$INSERT INTO outcomes (initiative, metric, quantity) VALUES ('i', 'm', -0.5)$$);
+SELECT pg_temp.err($$INSERT INTO outcomes (initiative, metric, attributes) VALUES ('i', 'm', '[1]')$$);
+-- the error names the table, the column and the constraint, as a CHECK's does
+DO $$
+DECLARE t text; c text; k text;
+BEGIN
+	INSERT INTO usage (provider, model, tokens, requests) VALUES ('acme', 'm1', 'in=1 out=1', -2);
+EXCEPTION WHEN check_violation THEN
+	GET STACKED DIAGNOSTICS t = TABLE_NAME, c = COLUMN_NAME, k = CONSTRAINT_NAME;
+	RAISE NOTICE 'table %, column %, constraint %', t, c, k;
+END $$;
 SELECT count(*) AS after FROM usage;
 
 -- append-only
@@ -241,3 +257,11 @@ SELECT pg_temp.err($$INSERT INTO outcomes (initiative, metric, quantity, externa
 SELECT count(*) AS outcomes_once FROM outcomes WHERE external_ref = 'null-attributes';
 RESET tokenledger.replays;
 SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, request_id) VALUES ('acme', 'm1', 'in=10 out=1', 'bulk-1')$$);
+
+-- the rules' edges that pass (rolled back)
+BEGIN;
+SELECT a, pg_temp.err(format($$INSERT INTO usage (provider, model, tokens, attribution) VALUES ('acme', 'm1', 'in=1 out=1', %L)$$, a))
+FROM unnest(ARRAY['rule:7', 'rule:0123', 'explicit', 'unattributed']) a;
+SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, requests, tags) VALUES ('acme', 'm1', 'in=1 out=1', 0, '{}')$$) AS zero_requests;
+SELECT pg_temp.err($$INSERT INTO outcomes (initiative, metric, quantity, attributes) VALUES ('i', 'm', 0, '{"a": [1]}')$$) AS zero_quantity;
+ROLLBACK;

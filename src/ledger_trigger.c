@@ -244,6 +244,89 @@ check_api_key(const char *key)
 	}
 }
 
+/*
+ * The ledger rows' CHECK constraints (usage_row_check, outcomes_row_check),
+ * one function each: a constraint is compiled for every statement that
+ * inserts, so one call of C costs a fraction of five SQL expressions.  A
+ * row that breaks a rule is refused with 23514 naming the column and the
+ * value; NULLs pass, as they pass a CHECK (the columns are NOT NULL).
+ */
+static void
+refuse_row(const char *table, const char *column, const char *value, const char *rule)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION), errmsg("%s.%s %s: %s", table, column, rule, value),
+			 err_generic_string(PG_DIAG_TABLE_NAME, table),
+			 err_generic_string(PG_DIAG_COLUMN_NAME, column),
+			 err_generic_string(PG_DIAG_CONSTRAINT_NAME, psprintf("%s_row_check", table))));
+}
+
+static void
+check_object(const char *table, const char *column, Jsonb *j)
+{
+	if (!JB_ROOT_IS_OBJECT(j))
+		refuse_row(table, column, JsonbToCString(NULL, &j->root, VARSIZE(j)),
+				   "must be a JSON object");
+}
+
+PG_FUNCTION_INFO_V1(usage_row_check);
+Datum
+usage_row_check(PG_FUNCTION_ARGS)
+{
+	/* requests bigint, tags jsonb, attribution text, entry text, adjusts bigint */
+	if (!PG_ARGISNULL(0) && PG_GETARG_INT64(0) < 0)
+		refuse_row("usage", "requests", psprintf(INT64_FORMAT, PG_GETARG_INT64(0)),
+				   "cannot be negative");
+	if (!PG_ARGISNULL(1))
+		check_object("usage", "tags", PG_GETARG_JSONB_P(1));
+	if (!PG_ARGISNULL(2))
+	{
+		char *a = text_to_cstring(PG_GETARG_TEXT_PP(2));
+		bool  ok = strcmp(a, "explicit") == 0 || strcmp(a, "unattributed") == 0;
+
+		if (!ok && strncmp(a, "rule:", 5) == 0 && a[5] != '\0')
+		{
+			ok = true;
+			for (const char *d = a + 5; *d; d++)
+				ok = ok && isdigit((unsigned char) *d);
+		}
+		if (!ok)
+			refuse_row("usage", "attribution", a,
+					   "must be explicit, unattributed or rule:<attribution_rules.id>");
+	}
+	if (!PG_ARGISNULL(3))
+	{
+		char *e = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		bool  call = strcmp(e, "call") == 0;
+
+		if (!call && strcmp(e, "adjustment") != 0 && strcmp(e, "rerate") != 0)
+			refuse_row("usage", "entry", e, "must be call, adjustment or rerate");
+		if (call && !PG_ARGISNULL(4))
+			refuse_row("usage", "adjusts", psprintf(INT64_FORMAT, PG_GETARG_INT64(4)),
+					   "is for corrections, not calls");
+		if (!call && PG_ARGISNULL(4))
+			refuse_row("usage", "adjusts", "NULL",
+					   psprintf("must name the call that the %s corrects", e));
+	}
+	PG_RETURN_BOOL(true);
+}
+
+PG_FUNCTION_INFO_V1(outcome_row_check);
+Datum
+outcome_row_check(PG_FUNCTION_ARGS)
+{
+	/* quantity numeric, attributes jsonb */
+	if (!PG_ARGISNULL(0) &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, PG_GETARG_DATUM(0),
+										  DirectFunctionCall1(int4_numeric, Int32GetDatum(0)))) < 0)
+		refuse_row("outcomes", "quantity",
+				   DatumGetCString(DirectFunctionCall1(numeric_out, PG_GETARG_DATUM(0))),
+				   "cannot be negative");
+	if (!PG_ARGISNULL(1))
+		check_object("outcomes", "attributes", PG_GETARG_JSONB_P(1));
+	PG_RETURN_BOOL(true);
+}
+
 /* the row's values of the columns rules match on, as C strings (NULL: none) */
 typedef struct RuleSubject
 {
