@@ -70,11 +70,29 @@ enum
 	BOUND_NCOLS
 };
 
+/*
+ * A budget's row as this backend last found it, and the lease it holds on
+ * it: spend of "lease_period" that this backend may still write without
+ * raising the bound, which already counts it.  The lease is on the row
+ * version this backend raised (its TID and xmin): a recount replaces the
+ * row (a new xmin), and the lease lapses with it.
+ */
 typedef struct BoundTid
 {
 	int64           budget_id;
 	ItemPointerData tid;
+	TransactionId   xmin;
+	TimestampTz     lease_period;
+	int64           lease;
 } BoundTid;
+
+/*
+ * A raise adds a lease of as much again as the spend it raises by for this
+ * many more recordings, and at most this share of what is left below the
+ * lowest threshold.
+ */
+#define BOUND_LEASE_RECORDINGS 16
+#define BOUND_LEASE_SHARE      32
 
 static HTAB  *bound_tids = NULL;
 static uint64 bound_tids_generation = 0;
@@ -163,7 +181,10 @@ bound_tid(const BoundRel *br, int64 budget_id, bool refresh, ItemPointerData *ti
 
 	t = hash_search(bound_tids, &budget_id, HASH_ENTER, &found);
 	if (!found || refresh)
+	{
 		ItemPointerSetInvalid(&t->tid);
+		t->lease = 0;
+	}
 	if (!ItemPointerIsValid(&t->tid))
 	{
 		ScanKeyData key;
@@ -184,7 +205,7 @@ bound_tid(const BoundRel *br, int64 budget_id, bool refresh, ItemPointerData *ti
 /* the row's period and bound, if its row at tid is there, visible and the budget's */
 static bool
 row_on_page(const BoundRel *br, Buffer buf, const ItemPointerData *tid, int64 budget_id,
-			TimestampTz *period, int64 *bound, int64 *ahead)
+			TimestampTz *period, int64 *bound, int64 *ahead, TransactionId *xmin)
 {
 	HeapTupleData tup;
 	Page          page = BufferGetPage(buf);
@@ -205,6 +226,7 @@ row_on_page(const BoundRel *br, Buffer buf, const ItemPointerData *tid, int64 bu
 	memcpy(period, row_data(tup.t_data) + br->offsets[BOUND_PERIOD_START], sizeof(*period));
 	memcpy(bound, row_data(tup.t_data) + br->offsets[BOUND_BOUND], sizeof(*bound));
 	memcpy(ahead, row_data(tup.t_data) + br->offsets[BOUND_AHEAD], sizeof(*ahead));
+	*xmin = HeapTupleHeaderGetRawXmin(tup.t_data);
 	return id == budget_id;
 }
 
@@ -224,6 +246,57 @@ plus(int64 a, int64 b)
 }
 
 /*
+ * Whether spend is covered by this backend's lease on the budget's row as
+ * it stands (same version, same period); the lease is then drawn on.
+ */
+static bool
+draw_on_lease(const BoundRel *br, Buffer buf, BoundAdd *a)
+{
+	BoundTid     *t = hash_search(bound_tids, &a->budget_id, HASH_FIND, NULL);
+	TimestampTz   period;
+	int64         bound;
+	int64         ahead;
+	TransactionId xmin;
+
+	if (t == NULL || t->lease < a->nanos || t->lease_period != a->period_start ||
+		!ItemPointerEquals(&t->tid, &a->tid) ||
+		!row_on_page(br, buf, &a->tid, a->budget_id, &period, &bound, &ahead, &xmin) ||
+		xmin != t->xmin || period != a->period_start)
+		return false;
+	t->lease -= a->nanos;
+	return true;
+}
+
+/*
+ * Raise a bound by spend, and by a share of what is left below the lowest
+ * threshold, which this backend then holds as its lease on the row.
+ */
+static int64
+raise_bound(BoundAdd *a, int64 bound, TimestampTz period, TransactionId xmin)
+{
+	BoundTid *t = hash_search(bound_tids, &a->budget_id, HASH_FIND, NULL);
+	int64     lease = 0;
+
+	/* what is left of a lease on this row and period is in the bound already */
+	if (t != NULL && t->xmin == xmin && t->lease_period == period && t->lease > 0)
+		bound = plus(bound, a->nanos - Min(t->lease, a->nanos));
+	else
+		bound = plus(bound, a->nanos);
+	if (bound < a->limit)
+		lease = Min((a->limit - bound) / BOUND_LEASE_SHARE,
+					a->nanos > PG_INT64_MAX / BOUND_LEASE_RECORDINGS
+						? PG_INT64_MAX
+						: a->nanos * BOUND_LEASE_RECORDINGS);
+	if (t != NULL)
+	{
+		t->xmin = xmin;
+		t->lease_period = period;
+		t->lease = lease;
+	}
+	return bound + lease;
+}
+
+/*
  * Apply the additions of one statement's counters to the budgets' bounds
  * (called by the insert path after the counters are written), each page's
  * rows under its buffer's exclusive lock from the read to the write, and
@@ -233,6 +306,20 @@ plus(int64 a, int64 b)
  * ahead; a later period that has begun takes the row, its bound the ahead
  * (which holds all the spend written into it so far) plus the spend; an
  * earlier period leaves the row alone.
+ *
+ * Leases.  A raise of the row's period also adds a lease, which this
+ * backend holds: 16 times the spend it raises by (its next recordings, if
+ * they cost about as much), and at most 1/32 of what is then left below the
+ * budget's lowest threshold.  The backend's later spend in that period, up
+ * to the lease, is already in the bound, and needs only a read of the row
+ * (under a share lock) to see that the row is still the version the lease
+ * is on and names that period.  The bound stays an upper bound (a lease is
+ * spend that may never come: at most 16 recordings' worth a backend) and
+ * below the threshold until the spend nears it (each raise leaves 31/32 of
+ * what was left), so a commit skips the counters about as often as before,
+ * and the page is written and WAL-logged about once in 16 recordings of a
+ * backend instead of at each.  A raise counts what is left of the backend's
+ * lease on the row, so nothing of it is lost to the bound.
  */
 void
 bound_add_all(const BoundRel *br, BoundAdd *adds, int n)
@@ -255,30 +342,43 @@ bound_add_all(const BoundRel *br, BoundAdd *adds, int n)
 			Buffer            buf = ReadBuffer(br->rel, blk);
 			GenericXLogState *state = NULL;
 			Page              copy = NULL;
+			int               unleased = 0;
 			int               j;
 
-			LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
 			for (j = i; j < nvalid && ItemPointerGetBlockNumber(&adds[j].tid) == blk; j++)
 			{
-				BoundAdd       *a = &adds[j];
+				adds[j].leased = draw_on_lease(br, buf, &adds[j]);
+				if (!adds[j].leased)
+					unleased++;
+			}
+			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+			if (unleased > 0)
+				LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+			for (int k = i; k < j && unleased > 0; k++)
+			{
+				BoundAdd       *a = &adds[k];
 				TimestampTz     period;
 				int64           bound;
 				int64           ahead;
+				TransactionId   xmin;
 				HeapTupleHeader htup;
 				char           *data;
 
-				if (!row_on_page(br, buf, &a->tid, a->budget_id, &period, &bound, &ahead))
+				if (a->leased)
+					continue;
+				if (!row_on_page(br, buf, &a->tid, a->budget_id, &period, &bound, &ahead, &xmin))
 				{
 					retry[nretry++] = *a;
 					continue;
 				}
 				if (a->period_start == period)
-					bound = plus(bound, a->nanos);
+					bound = raise_bound(a, bound, period, xmin);
 				else if (a->period_start > period && a->begun)
 				{
 					/* the spend written ahead includes this period's so far */
 					period = a->period_start;
-					bound = plus(ahead, a->nanos);
+					bound = raise_bound(a, ahead, period, xmin);
 				}
 				else if (a->period_start > period)
 					ahead = plus(ahead, a->nanos);
@@ -298,7 +398,10 @@ bound_add_all(const BoundRel *br, BoundAdd *adds, int n)
 			}
 			if (state != NULL)
 				GenericXLogFinish(state);
-			UnlockReleaseBuffer(buf);
+			if (unleased > 0)
+				UnlockReleaseBuffer(buf);
+			else
+				ReleaseBuffer(buf);
 			i = j;
 		}
 		memcpy(adds, retry, nretry * sizeof(BoundAdd));
@@ -318,6 +421,7 @@ bound_below(const BoundRel *br, int64 budget_id, TimestampTz period_start, int64
 	TimestampTz     period;
 	int64           bound;
 	int64           ahead;
+	TransactionId   xmin;
 
 	for (int pass = 0; pass < 2; pass++)
 	{
@@ -328,7 +432,7 @@ bound_below(const BoundRel *br, int64 budget_id, TimestampTz period_start, int64
 			return false;
 		buf = ReadBuffer(br->rel, ItemPointerGetBlockNumber(&tid));
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		found = row_on_page(br, buf, &tid, budget_id, &period, &bound, &ahead);
+		found = row_on_page(br, buf, &tid, budget_id, &period, &bound, &ahead, &xmin);
 		UnlockReleaseBuffer(buf);
 		if (found)
 			return period == period_start && bound < amount;

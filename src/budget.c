@@ -433,9 +433,8 @@ scope_values(const char *out[], const Datum *values, const bool *nulls)
 
 /* count a row's cost against its budgets, and note its reservation */
 static void
-account_row(Relation rel, HeapTuple tuple, bool inserted)
+account_row(Relation rel, TupleTableSlot *slot, bool inserted)
 {
-	TupleDesc           desc = RelationGetDescr(rel);
 	Datum               values[A_NCOLS];
 	bool                nulls[A_NCOLS];
 	const char         *row_scopes[SCOPE_APP + 1];
@@ -446,8 +445,12 @@ account_row(Relation rel, HeapTuple tuple, bool inserted)
 	SubTransactionId    subid = GetCurrentSubTransactionId();
 
 	map_columns(&account_map, rel, account_columns, A_NCOLS);
+	slot_getallattrs(slot);
 	for (int i = 0; i < A_NCOLS; i++)
-		values[i] = heap_getattr(tuple, account_map.attno[i] + 1, desc, &nulls[i]);
+	{
+		values[i] = slot->tts_values[account_map.attno[i]];
+		nulls[i] = slot->tts_isnull[account_map.attno[i]];
+	}
 
 	/* a restored row was counted where it was first recorded */
 	if (inserted && !nulls[A_RECORDED_AT] &&
@@ -488,7 +491,10 @@ account_row(Relation rel, HeapTuple tuple, bool inserted)
 	}
 }
 
-/* AFTER INSERT OR UPDATE trigger of usage, per row */
+/*
+ * AFTER INSERT OR UPDATE trigger of usage, per row.  The row is read from
+ * the trigger's slot, deformed once for the budgets and the rollups.
+ */
 PG_FUNCTION_INFO_V1(budget_account);
 Datum
 budget_account(PG_FUNCTION_ARGS)
@@ -501,25 +507,25 @@ budget_account(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
-		account_row(trigdata->tg_relation, trigdata->tg_trigtuple, true);
-		rollup_usage_row(trigdata->tg_relation, trigdata->tg_trigtuple, true, 1);
+		account_row(trigdata->tg_relation, trigdata->tg_trigslot, true);
+		rollup_usage_row(trigdata->tg_relation, trigdata->tg_trigslot, true, 1);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		/* the one update the ledger allows: a missing cost filled in */
-		Relation  rel = trigdata->tg_relation;
-		TupleDesc desc = RelationGetDescr(rel);
-		bool      old_null;
-		bool      new_null;
+		Relation rel = trigdata->tg_relation;
+		int      cost_att;
 
 		/* the rollups move the row from what it was to what it is */
-		rollup_usage_row(rel, trigdata->tg_trigtuple, false, -1);
-		rollup_usage_row(rel, trigdata->tg_newtuple, false, 1);
+		rollup_usage_row(rel, trigdata->tg_trigslot, false, -1);
+		rollup_usage_row(rel, trigdata->tg_newslot, false, 1);
 		map_columns(&account_map, rel, account_columns, A_NCOLS);
-		(void) heap_getattr(trigdata->tg_trigtuple, account_map.attno[A_COST] + 1, desc, &old_null);
-		(void) heap_getattr(trigdata->tg_newtuple, account_map.attno[A_COST] + 1, desc, &new_null);
-		if (old_null && !new_null)
-			account_row(rel, trigdata->tg_newtuple, false);
+		cost_att = account_map.attno[A_COST];
+		slot_getallattrs(trigdata->tg_trigslot);
+		slot_getallattrs(trigdata->tg_newslot);
+		if (trigdata->tg_trigslot->tts_isnull[cost_att] &&
+			!trigdata->tg_newslot->tts_isnull[cost_att])
+			account_row(rel, trigdata->tg_newslot, false);
 	}
 	return PointerGetDatum(NULL);
 }
@@ -911,6 +917,7 @@ write_counters(PendingSpend **entries, int n, bool note_touched)
 			a->period_start = e->key.period_start;
 			a->nanos = e->nanos > PG_INT64_MAX ? PG_INT64_MAX : (int64) e->nanos;
 			a->begun = b != NULL && e->key.period_start <= period_of(b, GetCurrentTimestamp());
+			a->limit = b != NULL && b->nthresholds > 0 ? b->thresholds[0] : PG_INT64_MAX;
 		}
 		if (note_touched && e->budget_currency)
 		{

@@ -163,9 +163,11 @@ typedef struct BoundAdd
 {
 	int64           budget_id;
 	TimestampTz     period_start;
-	int64           nanos; /* positive */
-	bool            begun; /* period_start is not after the present period */
-	ItemPointerData tid;   /* the row's, found by bound_add_all */
+	int64           nanos;  /* positive */
+	bool            begun;  /* period_start is not after the present period */
+	int64           limit;  /* the budget's lowest threshold (PG_INT64_MAX: none) */
+	ItemPointerData tid;    /* the row's, found by bound_add_all */
+	bool            leased; /* covered by this backend's lease (bound_add_all) */
 } BoundAdd;
 extern bool bound_open(BoundRel *br, LOCKMODE lockmode);
 extern void bound_close(BoundRel *br);
@@ -177,7 +179,7 @@ extern void bound_set(int64 budget_id, bool active, TimestampTz period_start, in
 
 /* rollup.c */
 extern void rollup_init(void);
-extern void rollup_usage_row(Relation rel, HeapTuple tuple, bool inserted, int sign);
+extern void rollup_usage_row(Relation rel, TupleTableSlot *slot, bool inserted, int sign);
 extern void rollup_flush(bool all);
 extern bool rollup_pending(void);
 

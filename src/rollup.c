@@ -309,9 +309,8 @@ static ColumnMap usage_map = {InvalidOid, 0, {0}};
  * before reprice() filled its cost in).
  */
 void
-rollup_usage_row(Relation rel, HeapTuple tuple, bool inserted, int sign)
+rollup_usage_row(Relation rel, TupleTableSlot *slot, bool inserted, int sign)
 {
-	TupleDesc        desc = RelationGetDescr(rel);
 	Datum            values[U_NCOLS];
 	bool             nulls[U_NCOLS];
 	RollupKey        key;
@@ -327,8 +326,12 @@ rollup_usage_row(Relation rel, HeapTuple tuple, bool inserted, int sign)
 	if (!rollups_known())
 		return;
 	map_columns(&usage_map, rel, usage_columns, U_NCOLS);
+	slot_getallattrs(slot);
 	for (int i = 0; i < U_NCOLS; i++)
-		values[i] = heap_getattr(tuple, usage_map.attno[i] + 1, desc, &nulls[i]);
+	{
+		values[i] = slot->tts_values[usage_map.attno[i]];
+		nulls[i] = slot->tts_isnull[usage_map.attno[i]];
+	}
 	if (inserted && !nulls[U_RECORDED_AT] &&
 		ledger_row_restored(rel, DatumGetTimestampTz(values[U_RECORDED_AT])))
 		return;

@@ -114,7 +114,7 @@ def main():
     admin.execute(f"CREATE DATABASE {DBNAME}")
     dsn = psycopg.conninfo.make_conninfo("", dbname=DBNAME)
     rng = random.Random(SEED)
-    print("1..14")
+    print("1..15")
     comment(f"seed {SEED}; {RECORDERS} recorders, {SLOTS} shared slots")
     try:
         db = psycopg.connect(dsn, autocommit=True)
@@ -204,9 +204,28 @@ def main():
         db.execute("SELECT pg_stat_force_next_flush()")
         before = db.execute("""SELECT idx_scan FROM pg_stat_user_indexes
                                WHERE indexrelname = 'budget_spend_pkey'""").fetchone()[0]
+        db.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        lsn = db.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
         with psycopg.connect(dsn, autocommit=True) as c:
             for i in range(100):
                 c.execute(INSERT, ("0.001 USD", "blue", "quiet"))
+        # the bound is raised with a lease: later commits draw on it, and
+        # neither write the page nor WAL-log it
+        bound_writes = db.execute("""
+            SELECT count(*) FROM pg_get_wal_records_info(%s, pg_current_wal_lsn())
+            WHERE resource_manager = 'Generic'
+              AND block_ref LIKE '%%rel ' || (SELECT dattablespace FROM pg_database WHERE datname = current_database())
+                  || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())
+                  || '/' || pg_relation_filenode('tokenledger.budget_bounds') || ' %%'""", (lsn,)).fetchone()[0]
+        blue = db.execute("""
+            SELECT x.bound, s.spent, 0.5 * tokenledger.amount(b.amount) * 1000000000
+            FROM tokenledger.budget_bounds x JOIN tokenledger.budgets b ON b.id = x.budget_id AND b.name = 'blue',
+                 LATERAL (SELECT sum(tokenledger.amount(spent)) * 1000000000 AS spent
+                          FROM tokenledger.budget_spend y
+                          WHERE y.budget_id = x.budget_id AND y.period_start = x.period_start) s""").fetchone()
+        check(bound_writes <= 10 and blue[1] <= blue[0] < blue[2],
+              f"100 commits wrote the blue budget's bound {bound_writes} times (leases); "
+              f"it stays between the spend and the threshold ({blue[1]} <= {blue[0]} < {blue[2]} nanos)")
         time.sleep(0.5)
         db.execute("SELECT pg_stat_clear_snapshot()")
         after = db.execute("""SELECT idx_scan FROM pg_stat_user_indexes
@@ -230,7 +249,7 @@ def main():
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {DBNAME} WITH (FORCE)")
         admin.close()
-    return 0 if all(results) and len(results) == 14 else 1
+    return 0 if all(results) and len(results) == 15 else 1
 
 
 if __name__ == "__main__":
