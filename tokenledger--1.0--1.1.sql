@@ -63,9 +63,9 @@ REVOKE EXECUTE ON FUNCTION @extschema@.equip_partition(regclass) FROM PUBLIC;
 
 -- The rules of a ledger row, one C call per table instead of 1.0's CHECK
 -- expressions (five on usage, two on outcomes): a table's constraints are
--- compiled again for every statement that inserts, which for single-row
--- INSERTs cost more than the rest of the check.  Same rules, and the error
--- names the column and the value.
+-- compiled again for every statement that inserts, which for a single-row
+-- INSERT cost more than pricing, attribution, budgets and rollups together.
+-- Same rules, and the error names the column and the value.
 CREATE FUNCTION @extschema@.usage_row_check(requests bigint, tags jsonb, attribution text,
 		entry text, adjusts bigint) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'usage_row_check' LANGUAGE C IMMUTABLE PARALLEL SAFE;
