@@ -84,6 +84,11 @@ typedef struct BoundTid
 	TransactionId   xmin;
 	TimestampTz     lease_period;
 	int64           lease;
+	/* a lease being written: held only once its page write is done */
+	bool          pending;
+	TransactionId pending_xmin;
+	TimestampTz   pending_period;
+	int64         pending_lease;
 } BoundTid;
 
 /*
@@ -180,10 +185,16 @@ bound_tid(const BoundRel *br, int64 budget_id, bool refresh, ItemPointerData *ti
 	bool      found;
 
 	t = hash_search(bound_tids, &budget_id, HASH_ENTER, &found);
-	if (!found || refresh)
+	/*
+	 * A remembered TID past the table's end (a recount moved the row and
+	 * VACUUM truncated the table) is looked up again, as a refresh is.
+	 */
+	if (!found || refresh ||
+		(ItemPointerIsValid(&t->tid) && ItemPointerGetBlockNumber(&t->tid) >= br->nblocks))
 	{
 		ItemPointerSetInvalid(&t->tid);
 		t->lease = 0;
+		t->pending = false;
 	}
 	if (!ItemPointerIsValid(&t->tid))
 	{
@@ -202,16 +213,22 @@ bound_tid(const BoundRel *br, int64 budget_id, bool refresh, ItemPointerData *ti
 	return ItemPointerIsValid(tid) && ItemPointerGetBlockNumber(tid) < br->nblocks;
 }
 
-/* the row's period and bound, if its row at tid is there, visible and the budget's */
+/*
+ * The row's period and bound, if its row at tid is there, visible and the
+ * budget's.  The values are read from "values_page" when given: the copy of
+ * the page that this statement's earlier adds have written into, so that
+ * two adds to one row (two periods, two subtransactions) add up.
+ */
 static bool
-row_on_page(const BoundRel *br, Buffer buf, const ItemPointerData *tid, int64 budget_id,
-			TimestampTz *period, int64 *bound, int64 *ahead, TransactionId *xmin)
+row_on_page(const BoundRel *br, Buffer buf, Page values_page, const ItemPointerData *tid,
+			int64 budget_id, TimestampTz *period, int64 *bound, int64 *ahead, TransactionId *xmin)
 {
 	HeapTupleData tup;
 	Page          page = BufferGetPage(buf);
 	OffsetNumber  off = ItemPointerGetOffsetNumber(tid);
 	ItemId        lp;
 	int64         id;
+	char         *data;
 
 	if (off < FirstOffsetNumber || off > PageGetMaxOffsetNumber(page) ||
 		!ItemIdIsNormal(lp = PageGetItemId(page, off)))
@@ -222,10 +239,14 @@ row_on_page(const BoundRel *br, Buffer buf, const ItemPointerData *tid, int64 bu
 	tup.t_self = *tid;
 	if (HeapTupleHasNulls(&tup) || !HeapTupleSatisfiesVisibility(&tup, SnapshotSelf, buf))
 		return false;
-	memcpy(&id, row_data(tup.t_data) + br->offsets[BOUND_BUDGET_ID], sizeof(id));
-	memcpy(period, row_data(tup.t_data) + br->offsets[BOUND_PERIOD_START], sizeof(*period));
-	memcpy(bound, row_data(tup.t_data) + br->offsets[BOUND_BOUND], sizeof(*bound));
-	memcpy(ahead, row_data(tup.t_data) + br->offsets[BOUND_AHEAD], sizeof(*ahead));
+	data =
+		values_page == NULL
+			? row_data(tup.t_data)
+			: row_data((HeapTupleHeader) PageGetItem(values_page, PageGetItemId(values_page, off)));
+	memcpy(&id, data + br->offsets[BOUND_BUDGET_ID], sizeof(id));
+	memcpy(period, data + br->offsets[BOUND_PERIOD_START], sizeof(*period));
+	memcpy(bound, data + br->offsets[BOUND_BOUND], sizeof(*bound));
+	memcpy(ahead, data + br->offsets[BOUND_AHEAD], sizeof(*ahead));
 	*xmin = HeapTupleHeaderGetRawXmin(tup.t_data);
 	return id == budget_id;
 }
@@ -260,7 +281,7 @@ draw_on_lease(const BoundRel *br, Buffer buf, BoundAdd *a)
 
 	if (t == NULL || t->lease < a->nanos || t->lease_period != a->period_start ||
 		!ItemPointerEquals(&t->tid, &a->tid) ||
-		!row_on_page(br, buf, &a->tid, a->budget_id, &period, &bound, &ahead, &xmin) ||
+		!row_on_page(br, buf, NULL, &a->tid, a->budget_id, &period, &bound, &ahead, &xmin) ||
 		xmin != t->xmin || period != a->period_start)
 		return false;
 	t->lease -= a->nanos;
@@ -274,12 +295,22 @@ draw_on_lease(const BoundRel *br, Buffer buf, BoundAdd *a)
 static int64
 raise_bound(BoundAdd *a, int64 bound, TimestampTz period, TransactionId xmin)
 {
-	BoundTid *t = hash_search(bound_tids, &a->budget_id, HASH_FIND, NULL);
-	int64     lease = 0;
+	BoundTid     *t = hash_search(bound_tids, &a->budget_id, HASH_FIND, NULL);
+	int64         lease = 0;
+	TransactionId held_xmin = InvalidTransactionId;
+	TimestampTz   held_period = 0;
+	int64         held = 0;
 
+	/* the lease this backend holds, or the one this statement is writing */
+	if (t != NULL)
+	{
+		held_xmin = t->pending ? t->pending_xmin : t->xmin;
+		held_period = t->pending ? t->pending_period : t->lease_period;
+		held = t->pending ? t->pending_lease : t->lease;
+	}
 	/* what is left of a lease on this row and period is in the bound already */
-	if (t != NULL && t->xmin == xmin && t->lease_period == period && t->lease > 0)
-		bound = plus(bound, a->nanos - Min(t->lease, a->nanos));
+	if (held > 0 && held_xmin == xmin && held_period == period)
+		bound = plus(bound, a->nanos - Min(held, a->nanos));
 	else
 		bound = plus(bound, a->nanos);
 	if (bound < a->limit)
@@ -289,9 +320,10 @@ raise_bound(BoundAdd *a, int64 bound, TimestampTz period, TransactionId xmin)
 						: a->nanos * BOUND_LEASE_RECORDINGS);
 	if (t != NULL)
 	{
-		t->xmin = xmin;
-		t->lease_period = period;
-		t->lease = lease;
+		t->pending = true;
+		t->pending_xmin = xmin;
+		t->pending_period = period;
+		t->pending_lease = lease;
 	}
 	return bound + lease;
 }
@@ -343,18 +375,28 @@ bound_add_all(const BoundRel *br, BoundAdd *adds, int n)
 			GenericXLogState *state = NULL;
 			Page              copy = NULL;
 			int               unleased = 0;
+			bool              changed = false;
 			int               j;
 
 			LockBuffer(buf, BUFFER_LOCK_SHARE);
 			for (j = i; j < nvalid && ItemPointerGetBlockNumber(&adds[j].tid) == blk; j++)
 			{
+				BoundTid *t = hash_search(bound_tids, &adds[j].budget_id, HASH_FIND, NULL);
+
+				/* a lease left pending by a call that failed was never written */
+				if (t != NULL)
+					t->pending = false;
 				adds[j].leased = draw_on_lease(br, buf, &adds[j]);
 				if (!adds[j].leased)
 					unleased++;
 			}
 			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 			if (unleased > 0)
+			{
 				LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+				state = GenericXLogStart(br->rel);
+				copy = GenericXLogRegisterBuffer(state, buf, 0);
+			}
 			for (int k = i; k < j && unleased > 0; k++)
 			{
 				BoundAdd       *a = &adds[k];
@@ -367,7 +409,8 @@ bound_add_all(const BoundRel *br, BoundAdd *adds, int n)
 
 				if (a->leased)
 					continue;
-				if (!row_on_page(br, buf, &a->tid, a->budget_id, &period, &bound, &ahead, &xmin))
+				if (!row_on_page(br, buf, copy, &a->tid, a->budget_id, &period, &bound, &ahead,
+								 &xmin))
 				{
 					retry[nretry++] = *a;
 					continue;
@@ -384,11 +427,7 @@ bound_add_all(const BoundRel *br, BoundAdd *adds, int n)
 					ahead = plus(ahead, a->nanos);
 				else
 					continue;
-				if (state == NULL)
-				{
-					state = GenericXLogStart(br->rel);
-					copy = GenericXLogRegisterBuffer(state, buf, 0);
-				}
+				changed = true;
 				htup = (HeapTupleHeader) PageGetItem(
 					copy, PageGetItemId(copy, ItemPointerGetOffsetNumber(&a->tid)));
 				data = row_data(htup);
@@ -396,8 +435,25 @@ bound_add_all(const BoundRel *br, BoundAdd *adds, int n)
 				memcpy(data + br->offsets[BOUND_BOUND], &bound, sizeof(bound));
 				memcpy(data + br->offsets[BOUND_AHEAD], &ahead, sizeof(ahead));
 			}
-			if (state != NULL)
+			if (changed)
+			{
 				GenericXLogFinish(state);
+				/* the leases written are held from now on */
+				for (int k = i; k < j; k++)
+				{
+					BoundTid *t = hash_search(bound_tids, &adds[k].budget_id, HASH_FIND, NULL);
+
+					if (t != NULL && t->pending)
+					{
+						t->xmin = t->pending_xmin;
+						t->lease_period = t->pending_period;
+						t->lease = t->pending_lease;
+						t->pending = false;
+					}
+				}
+			}
+			else if (state != NULL)
+				GenericXLogAbort(state);
 			if (unleased > 0)
 				UnlockReleaseBuffer(buf);
 			else
@@ -432,7 +488,7 @@ bound_below(const BoundRel *br, int64 budget_id, TimestampTz period_start, int64
 			return false;
 		buf = ReadBuffer(br->rel, ItemPointerGetBlockNumber(&tid));
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		found = row_on_page(br, buf, &tid, budget_id, &period, &bound, &ahead, &xmin);
+		found = row_on_page(br, buf, NULL, &tid, budget_id, &period, &bound, &ahead, &xmin);
 		UnlockReleaseBuffer(buf);
 		if (found)
 			return period == period_start && bound < amount;
