@@ -105,6 +105,13 @@ BEGIN
 					   ' PARTITION BY RANGE (occurred_at)', t, t || '_1_0');
 		EXECUTE format('COMMENT ON TABLE @extschema@.%I IS %L', t,
 					   pg_catalog.obj_description(old, 'pg_class') || '; partitioned by month');
+		-- an outcome carries its team, as a call does: the key the ledger
+		-- and its rollups are read by (and distributed by, on Citus)
+		IF t = 'outcomes' THEN
+			ALTER TABLE @extschema@.outcomes ADD COLUMN team text;
+			COMMENT ON COLUMN @extschema@.outcomes.team IS
+				'the team of the outcome: as given, else its initiative''s team when recorded';
+		END IF;
 		-- 1.0's CHECK expressions give way to the row's check function (above)
 		FOR def IN SELECT c.conname FROM pg_catalog.pg_constraint c
 				   WHERE c.conrelid = format('@extschema@.%I', t)::regclass AND c.contype = 'c' LOOP
@@ -124,7 +131,13 @@ BEGIN
 					   'the rows of ' || t || ' that no month partition covers (create_partitions() moves them into their month)');
 		PERFORM @extschema@.equip_partition(format('@extschema@.%I', t || '_default')::regclass);
 		PERFORM pg_catalog.pg_extension_config_dump(format('@extschema@.%I', t || '_default'), '');
-		EXECUTE format('INSERT INTO @extschema@.%I SELECT * FROM %s', t, old);
+		IF t = 'usage' THEN
+			EXECUTE format('INSERT INTO @extschema@.%I SELECT * FROM %s', t, old);
+		ELSE
+			EXECUTE format('INSERT INTO @extschema@.outcomes SELECT o.*, i.team FROM %s o'
+						   ' LEFT JOIN @extschema@.initiatives i ON i.name OPERATOR(pg_catalog.=) o.initiative',
+						   old);
+		END IF;
 		EXECUTE format('ALTER SEQUENCE @extschema@.%I OWNED BY @extschema@.%I.id', t || '_id_seq', t);
 		IF t = 'usage' THEN
 			EXECUTE 'CREATE OR REPLACE VIEW @extschema@.unpriced_usage AS ' || view_def;
@@ -418,9 +431,14 @@ BEGIN
 	END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION @extschema@.record_outcome(initiative text, metric text, quantity numeric DEFAULT 1,
+-- record_outcome takes the outcome's team too (1.1's new column), and names
+-- it in its INSERT: the initiative's team when none is given, so that the
+-- row's team is known before it is routed (to a partition, or a Citus shard)
+DROP FUNCTION @extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb);
+CREATE FUNCTION @extschema@.record_outcome(initiative text, metric text, quantity numeric DEFAULT 1,
 		occurred_at timestamptz DEFAULT NULL, value @extschema@.cost DEFAULT NULL,
-		run_id text DEFAULT NULL, external_ref text DEFAULT NULL, attributes jsonb DEFAULT NULL)
+		run_id text DEFAULT NULL, external_ref text DEFAULT NULL, attributes jsonb DEFAULT NULL,
+		team text DEFAULT NULL)
 	RETURNS bigint LANGUAGE plpgsql
 	SET search_path = @extschema@, pg_temp AS $$
 #variable_conflict use_column
@@ -447,11 +465,14 @@ BEGIN
 			END IF;
 		END IF;
 		BEGIN
-			INSERT INTO outcomes (occurred_at, initiative, metric, quantity, value, run_id, external_ref, attributes)
+			INSERT INTO outcomes (occurred_at, initiative, metric, quantity, value, run_id, external_ref, attributes,
+								  team)
 			VALUES (coalesce(record_outcome.occurred_at, now()), record_outcome.initiative,
 					record_outcome.metric, record_outcome.quantity, record_outcome.value,
 					record_outcome.run_id, record_outcome.external_ref,
-					coalesce(record_outcome.attributes, '{}'))
+					coalesce(record_outcome.attributes, '{}'),
+					coalesce(record_outcome.team,
+							 (SELECT i.team FROM initiatives i WHERE i.name = record_outcome.initiative)))
 			RETURNING id INTO new_id;
 			RETURN new_id;
 		EXCEPTION WHEN unique_violation THEN
@@ -461,6 +482,8 @@ BEGIN
 		END;
 	END LOOP;
 END $$;
+COMMENT ON FUNCTION @extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb, text) IS
+	'record a business outcome; idempotent on external_ref (returns the existing id; a different replay is refused with 23505); team: the initiative''s when not given';
 
 -- ---------------------------------------------------------------------------
 -- corrections
@@ -928,18 +951,21 @@ CREATE FUNCTION @extschema@.visible_teams() RETURNS text[]
 	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.visible_teams() IS
 	'the teams whose ledger rows the current role sees; {*} for every team (admins, superusers, ''*'' members)';
+CREATE FUNCTION @extschema@.team_visible(team text) RETURNS boolean
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.team_visible(text) IS
+	'whether the current role sees the ledger rows of a team (NULL: rows with no team, seen by those that see every team); the policies of the ledger and the rollups, read once a query';
 
 -- reading is by team; recording is never refused for a team
 ALTER TABLE @extschema@.usage ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.outcomes ENABLE ROW LEVEL SECURITY;
+-- (a function call, not a subquery: Citus distributes a table's policies
+-- with it only when they have none)
 CREATE POLICY usage_by_team ON @extschema@.usage FOR SELECT
-	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
-		   OR team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[]));
+	USING (@extschema@.team_visible(team));
 CREATE POLICY usage_recording ON @extschema@.usage FOR INSERT WITH CHECK (true);
 CREATE POLICY outcomes_by_team ON @extschema@.outcomes FOR SELECT
-	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
-		   OR initiative IN (SELECT i.name FROM @extschema@.initiatives i
-							 WHERE i.team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])));
+	USING (@extschema@.team_visible(team));
 CREATE POLICY outcomes_recording ON @extschema@.outcomes FOR INSERT WITH CHECK (true);
 
 -- ---------------------------------------------------------------------------
@@ -1165,7 +1191,7 @@ CREATE TRIGGER model_aliases_restored BEFORE INSERT ON @extschema@.model_aliases
 ALTER FUNCTION @extschema@.record_usage(text, text, jsonb, text, timestamptz, text, bigint,
 		@extschema@.cost, text, text, text, text, text, text, text, text, jsonb, uuid)
 	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
-ALTER FUNCTION @extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb)
+ALTER FUNCTION @extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb, text)
 	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
 ALTER FUNCTION @extschema@.record_otel_span(jsonb, timestamptz, text, text, text, text, text, text, text, text, jsonb)
 	SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp;
@@ -1184,7 +1210,7 @@ ALTER FUNCTION @extschema@.import_prices_litellm(jsonb, timestamptz)
 REVOKE EXECUTE ON FUNCTION
 	@extschema@.record_usage(text, text, jsonb, text, timestamptz, text, bigint,
 		@extschema@.cost, text, text, text, text, text, text, text, text, jsonb, uuid),
-	@extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb),
+	@extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb, text),
 	@extschema@.record_otel_span(jsonb, timestamptz, text, text, text, text, text, text, text, text, jsonb),
 	@extschema@.cost_of(@extschema@.tokens, text, text, text, timestamptz),
 	@extschema@.budget_check(text, text, text, text, text, @extschema@.cost),
@@ -1212,7 +1238,7 @@ GRANT USAGE ON SEQUENCE @extschema@.usage_id_seq, @extschema@.outcomes_id_seq TO
 GRANT EXECUTE ON FUNCTION
 	@extschema@.record_usage(text, text, jsonb, text, timestamptz, text, bigint,
 		@extschema@.cost, text, text, text, text, text, text, text, text, jsonb, uuid),
-	@extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb),
+	@extschema@.record_outcome(text, text, numeric, timestamptz, @extschema@.cost, text, text, jsonb, text),
 	@extschema@.record_otel_span(jsonb, timestamptz, text, text, text, text, text, text, text, text, jsonb),
 	@extschema@.cost_of(@extschema@.tokens, text, text, text, timestamptz),
 	@extschema@.budget_check(text, text, text, text, text, @extschema@.cost),
@@ -1389,15 +1415,17 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.usage_rollup', '');
 CREATE TABLE @extschema@.outcome_rollup (
 	stretch timestamptz NOT NULL,
 	slot smallint NOT NULL,
+	team text,
 	initiative text NOT NULL,
 	currency text,
 	entries bigint NOT NULL,
 	outcomes numeric NOT NULL,
 	outcome_value numeric NOT NULL
 ) WITH (fillfactor = 50);
-CREATE INDEX outcome_rollup_key ON @extschema@.outcome_rollup (stretch, slot, initiative, currency);
+CREATE INDEX outcome_rollup_key ON @extschema@.outcome_rollup (stretch, slot, team, initiative, currency);
 COMMENT ON TABLE @extschema@.outcome_rollup IS
-	'outcomes summed per hour (cut where an exchange rate of the currency takes effect), recording slot, initiative and currency of their value; kept by the recording transaction';
+	'outcomes summed per hour (cut where an exchange rate of the currency takes effect), recording slot, team, initiative and currency of their value; kept by the recording transaction';
+COMMENT ON COLUMN @extschema@.outcome_rollup.team IS 'the team of the outcomes (outcomes.team)';
 COMMENT ON COLUMN @extschema@.outcome_rollup.stretch IS 'start of the stretch: the UTC clock hour, or the later time in it from which a rate of the currency applies';
 COMMENT ON COLUMN @extschema@.outcome_rollup.slot IS 'the slot of the transactions that wrote the row (-1: rollup_recount)';
 COMMENT ON COLUMN @extschema@.outcome_rollup.currency IS 'currency of the value; NULL for outcomes without one';
@@ -1410,12 +1438,9 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.outcome_rollup', '');
 ALTER TABLE @extschema@.usage_rollup ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.outcome_rollup ENABLE ROW LEVEL SECURITY;
 CREATE POLICY usage_rollup_by_team ON @extschema@.usage_rollup FOR SELECT
-	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
-		   OR team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[]));
+	USING (@extschema@.team_visible(team));
 CREATE POLICY outcome_rollup_by_team ON @extschema@.outcome_rollup FOR SELECT
-	USING ('*'::text OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])
-		   OR initiative IN (SELECT i.name FROM @extschema@.initiatives i
-							 WHERE i.team OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.visible_teams())::text[])));
+	USING (@extschema@.team_visible(team));
 
 -- kept by the insert path (outcomes here; usage by usage_budget_account)
 CREATE FUNCTION @extschema@.rollup_outcome() RETURNS trigger

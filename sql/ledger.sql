@@ -190,7 +190,7 @@ UPDATE initiatives SET value_per_outcome = '12.50 USD', outcome_metric = 'ticket
 SELECT record_outcome('support-triage', 'ticket_resolved', 3, external_ref => 'T-2', occurred_at => '2025-09-02') IS NOT NULL;
 SELECT record_outcome('support-triage', 'ticket_resolved', 1, value => '20 USD', external_ref => 'T-3', occurred_at => '2025-09-03') IS NOT NULL;
 SELECT record_outcome('brand-new-initiative', 'lead_enriched', 1, occurred_at => '2025-09-03') IS NOT NULL;
-SELECT external_ref, initiative, metric, quantity, value FROM outcomes ORDER BY id;
+SELECT external_ref, initiative, team, metric, quantity, value FROM outcomes ORDER BY id;
 SELECT name, status FROM initiatives WHERE name = 'brand-new-initiative';
 SELECT pg_temp.err($$DELETE FROM outcomes WHERE external_ref = 'T-1'$$);
 SELECT pg_temp.err($$UPDATE outcomes SET quantity = 5 WHERE external_ref = 'T-2'$$);
@@ -265,3 +265,22 @@ FROM unnest(ARRAY['rule:7', 'rule:0123', 'explicit', 'unattributed']) a;
 SELECT pg_temp.err($$INSERT INTO usage (provider, model, tokens, requests, tags) VALUES ('acme', 'm1', 'in=1 out=1', 0, '{}')$$) AS zero_requests;
 SELECT pg_temp.err($$INSERT INTO outcomes (initiative, metric, quantity, attributes) VALUES ('i', 'm', 0, '{"a": [1]}')$$) AS zero_quantity;
 ROLLBACK;
+
+-- an outcome carries its team: as given, else its initiative's when
+-- recorded (a later change of the initiative's team leaves it), none for an
+-- initiative without one; the outcome rollup is kept per team
+INSERT INTO outcomes (initiative, metric, team, external_ref, occurred_at)
+VALUES ('support-triage', 'ticket_resolved', 'escalations', 'T-team-1', '2025-10-01 10:00+00'),
+	   ('support-triage', 'ticket_resolved', NULL, 'T-team-2', '2025-10-01 10:20+00'),
+	   ('team-less-initiative', 'lead_enriched', NULL, 'T-team-3', '2025-10-01 10:40+00');
+UPDATE initiatives SET team = 'customer-care' WHERE name = 'support-triage';
+INSERT INTO outcomes (initiative, metric, external_ref, occurred_at)
+VALUES ('support-triage', 'ticket_resolved', 'T-team-4', '2025-10-01 10:50+00');
+SELECT record_outcome('support-triage', 'ticket_resolved', external_ref => 'T-team-5',
+					  occurred_at => '2025-10-01 10:55+00', team => 'escalations') IS NOT NULL AS given,
+	   record_outcome('support-triage', 'ticket_resolved', external_ref => 'T-team-6',
+					  occurred_at => '2025-10-01 10:56+00') IS NOT NULL AS from_initiative;
+SELECT external_ref, initiative, team FROM outcomes WHERE external_ref LIKE 'T-team-%' ORDER BY external_ref;
+SELECT team, initiative, entries, outcomes, outcome_value FROM outcome_rollup
+WHERE stretch = '2025-10-01 10:00+00' ORDER BY team NULLS LAST, initiative;
+SELECT pg_temp.err($$UPDATE outcomes SET team = 'x' WHERE external_ref = 'T-team-1'$$);

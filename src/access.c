@@ -7,9 +7,12 @@
  *	 columns the insert path otherwise sets itself (a restore does);
  * - ledger_row_restored: a row recorded in another transaction, brought
  *	 back by a restore, is kept as it is and not counted again;
- * - visible_teams(): the teams whose rows the calling role sees, for the
- *	 row-level security policies of the ledger, and budget_visible() for
- *	 budget_status and budget_position (a budget's spend is its teams');
+ * - team_visible(team): whether the calling role sees a row of a team, the
+ *	 row-level security policies of the ledger and its rollups (a function
+ *	 call, not a subquery, so that a policy can be distributed with its
+ *	 table: see the README's Citus section); visible_teams(), the same as
+ *	 an array; budget_visible() for budget_status and budget_position (a
+ *	 budget's spend is its teams');
  * - budget_reserve() and budget_release() run their SQL as the extension's
  *	 owner, telling it which role called: a reservation is released only by
  *	 the role that took it (or a role with its rights, or an admin).
@@ -137,6 +140,65 @@ visible_teams(PG_FUNCTION_ARGS)
 	foreach (lc, teams)
 		elems[n++] = CStringGetTextDatum((char *) lfirst(lc));
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* what team_visible() knows of the calling role, for one query */
+typedef struct VisibleTeams
+{
+	Oid    user;
+	bool   all;
+	int    n;
+	char **teams;
+} VisibleTeams;
+
+/*
+ * team_visible(team): whether the current role sees the ledger rows of a
+ * team (NULL: rows with no team, seen only by those that see every team).
+ * The policies call it for every row: the role's teams are read on the
+ * first call of a query and kept with the call site until the query ends,
+ * as the subquery of an InitPlan would be.
+ */
+PG_FUNCTION_INFO_V1(team_visible);
+Datum
+team_visible(PG_FUNCTION_ARGS)
+{
+	VisibleTeams *v = (VisibleTeams *) fcinfo->flinfo->fn_extra;
+	text         *team;
+
+	if (v == NULL || v->user != GetUserId())
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		bool          all;
+		List         *teams;
+		ListCell     *lc;
+
+		if (v == NULL)
+			v = palloc0(sizeof(VisibleTeams));
+		MemoryContextSwitchTo(old);
+		teams = caller_teams(&all);
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		v->user = GetUserId();
+		v->all = all;
+		v->n = 0;
+		v->teams = palloc(Max(1, list_length(teams)) * sizeof(char *));
+		foreach (lc, teams)
+			v->teams[v->n++] = pstrdup((char *) lfirst(lc));
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = v;
+	}
+	if (v->all)
+		PG_RETURN_BOOL(true);
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	team = PG_GETARG_TEXT_PP(0);
+	for (int i = 0; i < v->n; i++)
+	{
+		size_t len = strlen(v->teams[i]);
+
+		if (len == VARSIZE_ANY_EXHDR(team) && memcmp(v->teams[i], VARDATA_ANY(team), len) == 0)
+			PG_RETURN_BOOL(true);
+	}
+	PG_RETURN_BOOL(false);
 }
 
 /*

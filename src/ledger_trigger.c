@@ -887,6 +887,9 @@ Datum
 outcome_before(PG_FUNCTION_ARGS)
 {
 	static ColumnMap map = {InvalidOid, 0, {0}};
+	static Oid       team_rel = InvalidOid;
+	static int       team_natts = 0;
+	static int       team_att = 0; /* 0: no team column (a table of 1.0) */
 	TriggerData     *trigdata = (TriggerData *) fcinfo->context;
 	Relation         rel;
 	TupleDesc        desc;
@@ -894,9 +897,9 @@ outcome_before(PG_FUNCTION_ARGS)
 	bool             isnull;
 	Datum            d;
 	char            *initiative;
-	int              cols[3];
-	Datum            values[3];
-	bool             nulls[3] = {false, false, false};
+	int              cols[4];
+	Datum            values[4];
+	bool             nulls[4] = {false, false, false, false};
 	int              n = 0;
 	bool             restored;
 	Datum            key;
@@ -913,6 +916,12 @@ outcome_before(PG_FUNCTION_ARGS)
 	desc = RelationGetDescr(rel);
 	tuple = trigdata->tg_trigtuple;
 	map_columns(&map, rel, outcome_columns, O_NCOLS);
+	if (team_rel != map.relid || team_natts != map.natts)
+	{
+		team_att = Max(SPI_fnumber(desc, "team"), 0);
+		team_rel = map.relid;
+		team_natts = map.natts;
+	}
 	lock_ledger(rel, ledger_oids()->outcomes);
 
 	key = heap_getattr(tuple, map.attno[O_EXTERNAL_REF] + 1, desc, &no_key);
@@ -954,6 +963,22 @@ outcome_before(PG_FUNCTION_ARGS)
 	initiative = isnull ? NULL : TextDatumGetCString(d);
 	if (!restored)
 		register_if_unknown(initiative);
+
+	/* the team: as given, else the initiative's */
+	if (team_att > 0 && initiative != NULL && !restored)
+	{
+		(void) heap_getattr(tuple, team_att, desc, &isnull);
+		if (isnull)
+		{
+			const CachedInitiative *ini = catalog_initiative(initiative);
+
+			if (ini && ini->team)
+			{
+				cols[n] = team_att;
+				values[n++] = CStringGetTextDatum(ini->team);
+			}
+		}
+	}
 
 	(void) heap_getattr(tuple, map.attno[O_VALUE] + 1, desc, &isnull);
 	if (isnull && initiative != NULL && !restored)

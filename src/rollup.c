@@ -76,8 +76,8 @@ typedef enum RollupKind
 #define MAX_KEYS 7
 static const char *const key_columns[NROLLUPS][MAX_KEYS] = {
 	{"provider", "model", "service_tier", "currency", "team", "initiative", "environment"},
-	{"initiative", "currency", NULL, NULL, NULL, NULL, NULL}};
-static const int nkeys[NROLLUPS] = {7, 2};
+	{"team", "initiative", "currency", NULL, NULL, NULL, NULL}};
+static const int nkeys[NROLLUPS] = {7, 3};
 
 /* the bigint sums of each rollup, and the numeric ones */
 #define MAX_SUMS 9
@@ -381,13 +381,14 @@ enum
 {
 	O_OCCURRED_AT,
 	O_RECORDED_AT,
+	O_TEAM,
 	O_INITIATIVE,
 	O_QUANTITY,
 	O_VALUE,
 	O_NCOLS
 };
-static const char *const outcome_columns[O_NCOLS] = {"occurred_at", "recorded_at", "initiative",
-													 "quantity", "value"};
+static const char *const outcome_columns[O_NCOLS] = {"occurred_at", "recorded_at", "team",
+													 "initiative",  "quantity",    "value"};
 static ColumnMap         outcome_map = {InvalidOid, 0, {0}};
 
 static void
@@ -417,8 +418,9 @@ rollup_outcome_row(Relation rel, HeapTuple tuple)
 	key.subid = GetCurrentSubTransactionId();
 	key.stretch = v ? catalog_fx_stretch(v->currency, DatumGetTimestampTz(values[O_OCCURRED_AT]))
 					: utc_hour_start(DatumGetTimestampTz(values[O_OCCURRED_AT]));
-	key.keys[0] = text_or_null(values, nulls, O_INITIATIVE);
-	key.keys[1] = v ? v->currency : NULL;
+	key.keys[0] = text_or_null(values, nulls, O_TEAM);
+	key.keys[1] = text_or_null(values, nulls, O_INITIATIVE);
+	key.keys[2] = v ? v->currency : NULL;
 	e = entry_for(&key);
 	e->sums[0] += 1;
 	if (v)
@@ -892,9 +894,9 @@ rollup_compact(PG_FUNCTION_ARGS)
 		"    AND (r.slot OPERATOR(pg_catalog.=) -1 OR r.slot OPERATOR(pg_catalog.=) ANY ($2))"
 		"  RETURNING r.*)"
 		" INSERT INTO tokenledger.outcome_rollup"
-		" SELECT g.stretch, -1, g.initiative, g.currency, pg_catalog.sum(g.entries),"
+		" SELECT g.stretch, -1, g.team, g.initiative, g.currency, pg_catalog.sum(g.entries),"
 		"        pg_catalog.sum(g.outcomes), pg_catalog.sum(g.outcome_value)"
-		" FROM gone g GROUP BY g.stretch, g.initiative, g.currency"
+		" FROM gone g GROUP BY g.stretch, g.team, g.initiative, g.currency"
 		" HAVING pg_catalog.sum(g.entries) OPERATOR(pg_catalog.<>) 0"
 		"     OR pg_catalog.sum(g.outcomes) OPERATOR(pg_catalog.<>) 0"
 		"     OR pg_catalog.sum(g.outcome_value) OPERATOR(pg_catalog.<>) 0"};
@@ -1052,7 +1054,7 @@ rollup_recount(PG_FUNCTION_ARGS)
 		"   AND ($2 IS NULL OR r.currency OPERATOR(pg_catalog.=) ANY ($2))",
 		"INSERT INTO tokenledger.outcome_rollup"
 		" SELECT tokenledger.fx_stretch(tokenledger.currency(o.value), o.occurred_at), -1, "
-		"o.initiative,"
+		"o.team, o.initiative,"
 		"        tokenledger.currency(o.value), pg_catalog.count(*), pg_catalog.sum(o.quantity),"
 		"        coalesce(pg_catalog.sum(tokenledger.amount(o.value)), 0)"
 		" FROM (SELECT x.* FROM tokenledger_archive.all_outcomes x WHERE $1 IS NULL"
@@ -1063,7 +1065,7 @@ rollup_recount(PG_FUNCTION_ARGS)
 		"        AND x.occurred_at OPERATOR(pg_catalog.<)"
 		"            (hh.h OPERATOR(pg_catalog.+) interval '1 hour')) o"
 		" WHERE $2 IS NULL OR tokenledger.currency(o.value) OPERATOR(pg_catalog.=) ANY ($2)"
-		" GROUP BY 1, 3, 4"};
+		" GROUP BY 1, 3, 4, 5"};
 	const LedgerOids *o = ledger_oids();
 	Oid               argtypes[2] = {TIMESTAMPTZARRAYOID, TEXTARRAYOID};
 	Datum             args[2] = {(Datum) 0, (Datum) 0};

@@ -11,9 +11,11 @@ would.  It does what the SPEC allows and tries what it forbids:
   write the catalog or the counters, give the columns the insert path sets,
   or release another role's reservation;
 - a reader sees only the rows of its teams (through team_members, also as
-  a member of a listed role), in the tables and in the views; '*' sees
-  every team and unattributed spend; a reader with no team_members row
-  sees nothing; it writes nothing;
+  a member of a listed role), in the tables, the rollups and the views;
+  an outcome is seen by its own team, also when that is not its
+  initiative's; '*' sees every team and unattributed spend; a reader with
+  no team_members row sees nothing; it writes nothing; every reading
+  policy is a call of team_visible(team), with no subquery;
 - an admin sees everything, writes the catalog, budgets and team_members,
   corrects with adjust(), and still cannot UPDATE, DELETE or TRUNCATE the
   ledger or write the counters;
@@ -32,7 +34,7 @@ import psycopg
 from tap import check, results
 
 
-PLAN = 61
+PLAN = 65
 DB = "tokenledger_roles_test"
 PASSWORD = "tl-roles-test"
 LOGINS = {
@@ -220,12 +222,32 @@ def readers(dsn, su):
           "a reader cannot look rows up past row-level security with recorded_usage")
     check(sqlstate(fin, "INSERT INTO tokenledger.team_members VALUES ('tlt_fin', '*')") == "42501",
           "a reader cannot widen its own view")
+
+    # an outcome is seen by its own team, which may differ from its initiative's
+    su.execute("""INSERT INTO tokenledger.outcomes (initiative, metric, team, external_ref)
+                  VALUES ('blue-bot', 'handoff', 'red', 'roles-o-red')""")
+    check(one(fin, "SELECT count(*) FROM tokenledger.outcomes WHERE external_ref = 'roles-o-red'") == 1,
+          "an outcome of another team's initiative, given the reader's team, is the reader's")
+    roll = {tuple(r) for r in fin.execute("SELECT DISTINCT team, initiative FROM tokenledger.outcome_rollup")}
+    check(roll == {("red", "red-bot"), ("red", "blue-bot")},
+          f"the outcome rollup shows a reader its team's rows only (saw {sorted(roll)})")
     fin.close()
 
     blue = login(dsn, "tlt_fin_blue")
     teams = {r[0] for r in blue.execute("SELECT DISTINCT team FROM tokenledger.usage")}
     check(teams == {"blue"}, "a member of a role listed in team_members sees that role's team")
+    check(one(blue, "SELECT count(*) FROM tokenledger.outcomes WHERE external_ref = 'roles-o-red'") == 0
+          and one(blue, "SELECT count(*) FROM tokenledger.outcomes WHERE initiative = 'blue-bot'") >= 1,
+          "and not the outcome its initiative gave to another team")
     blue.close()
+
+    # the policies call a function, with no subquery (which Citus could not
+    # distribute); the rollups' policies are the ledger's
+    quals = su.execute("""SELECT tablename, qual FROM pg_policies
+                        WHERE schemaname IN ('tokenledger', 'tokenledger_archive') AND cmd = 'SELECT'""").fetchall()
+    check(len(quals) == 6 and all(q == "tokenledger.team_visible(team)" for _, q in quals),
+          f"every reading policy of the ledger, the rollups and the archive is team_visible(team) ({len(quals)})",
+          [f"{t}: {q}" for t, q in quals])
 
     cfo = login(dsn, "tlt_cfo")
     check(one(cfo, "SELECT count(*) FROM tokenledger.usage") == one(su, "SELECT count(*) FROM tokenledger.usage")

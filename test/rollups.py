@@ -13,7 +13,8 @@ spend_daily, initiative_economics and spend_vs_outcome_growth are compared
 row for row, exactly, with reference queries written here over usage and
 outcomes (converting each row at its own time through fx_rates), in three
 time zones: UTC and New York (read from the rollups) and Kolkata (whose
-days are not whole UTC hours: read from the ledger).  An uncommitted
+days are not whole UTC hours: read from the ledger), and outcome_rollup
+per team, initiative and currency with the outcomes.  An uncommitted
 recording in another session is in neither.
 
 Uses a database of its own.  Prints TAP.
@@ -158,6 +159,15 @@ def compare(dsn, phase):
                    [f"ledger only: {r}" for r in want if r not in got]
             check(got == want and len(got) > 0,
                   f"{phase}: {name} equals the ledger in {zone} ({len(got)} rows)", diff)
+    # the outcome rollup by its own key, team included
+    got = rows_of(conn, """SELECT team, initiative, currency, sum(entries), sum(outcomes), sum(outcome_value)
+                           FROM tokenledger.outcome_rollup GROUP BY 1, 2, 3 HAVING sum(entries) <> 0""")
+    want = rows_of(conn, """SELECT team, initiative, tokenledger.currency(value), count(*), sum(quantity),
+                                   coalesce(sum(tokenledger.amount(value)), 0)
+                            FROM tokenledger.outcomes GROUP BY 1, 2, 3""")
+    check(got == want and len(got) > 0,
+          f"{phase}: outcome_rollup per team, initiative and currency equals the outcomes ({len(got)} rows)",
+          [f"rollup only: {r}" for r in got if r not in want] + [f"ledger only: {r}" for r in want if r not in got])
     conn.close()
 
 
@@ -324,7 +334,7 @@ def main():
     admin.execute("DROP DATABASE IF EXISTS tokenledger_rollups_test")
     admin.execute("CREATE DATABASE tokenledger_rollups_test")
     dsn = psycopg.conninfo.make_conninfo("", dbname="tokenledger_rollups_test")
-    planned = 3 * 3 * 7 + 7
+    planned = (3 * 3 + 1) * 7 + 7
     print(f"1..{planned}")
     comment(f"seed {SEED}")
     try:

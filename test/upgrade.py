@@ -602,6 +602,12 @@ def partitioned_1_0(a, columns, after):
         ledger = rows(a, f"SELECT {key}, id, occurred_at FROM tokenledger.{table} WHERE {key} IS NOT NULL ORDER BY 1")
         check(held == ledger and len(held) >= 5, f"tokenledger.{keys} holds every {key} of the 1.0 ledger ({len(held)})",
               [f"key table: {held}", f"ledger: {ledger}"])
+    # 1.0's outcomes take their initiative's team (none where it has none)
+    teams = rows(a, """SELECT o.external_ref, o.initiative, o.team, i.team FROM tokenledger.outcomes o
+                       LEFT JOIN tokenledger.initiatives i ON i.name = o.initiative ORDER BY o.id""")
+    check(all(r[2] == r[3] for r in teams) and sum(r[2] == "support" for r in teams) >= 7
+          and any(r[2] is None for r in teams),
+          f"the update gives each 1.0 outcome its initiative's team ({len(teams)} outcomes)", [str(r) for r in teams])
     # the sequences go on where 1.0 left them
     last = dict((r[0], r[1]) for r in after["sequences"])
     new_id = rows(a, """INSERT INTO tokenledger.usage (provider, model, tokens, team)
