@@ -76,7 +76,7 @@ test: all
 
 prove:
 	pg_prove --failures test/*.sql
-	prove -e /usr/bin/python3 test/client.py test/notify.py test/sessions.py test/budget_stress.py test/roles.py test/rollups.py test/upgrade.py test/partitions.py test/dump_restore.py test/fuzz.py test/crash.py test/slots.py test/bounds.py test/bi_psycopg.py test/shards.py
+	prove -e /usr/bin/python3 test/client.py test/notify.py test/sessions.py test/budget_stress.py test/roles.py test/rollups.py test/upgrade.py test/partitions.py test/dump_restore.py test/fuzz.py test/crash.py test/slots.py test/bounds.py test/bi_psycopg.py test/shards.py test/citus.py
 	prove -e sh test/concurrency.sh test/jdbc.sh test/dashboard.sh test/pgxn.sh test/cron.sh
 
 # the main job: a year of a mid-size company's AI spend, and its report

@@ -46,8 +46,15 @@ REVOKE EXECUTE ON FUNCTION @extschema@.moving_rows(boolean) FROM PUBLIC;
 -- when no row would change (statement triggers are not inherited)
 CREATE FUNCTION @extschema@.equip_partition(part regclass) RETURNS void LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	distributed boolean := false;
 BEGIN
-	EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (id)', part);
+	-- a ledger that Citus distributes by team: a unique key must hold it
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+		EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = $1)'
+			INTO distributed USING pg_catalog.pg_partition_root(part);
+	END IF;
+	EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (%s)', part, CASE WHEN distributed THEN 'id, team' ELSE 'id' END);
 	EXECUTE format('CREATE INDEX ON %s USING brin (occurred_at)', part);
 	IF (SELECT c.relname FROM pg_class c WHERE c.oid = pg_partition_root(part)) = 'usage' THEN
 		EXECUTE format('CREATE INDEX ON %s (adjusts) WHERE adjusts IS NOT NULL', part);
@@ -58,7 +65,7 @@ BEGIN
 	EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER no_change', part);
 END $$;
 COMMENT ON FUNCTION @extschema@.equip_partition(regclass) IS
-	'internal: gives a new partition of the ledger its primary key, its indexes and its refusals of UPDATE, DELETE and TRUNCATE';
+	'internal: gives a new partition of the ledger its primary key (id; id and team where Citus distributes the ledger), its indexes and its refusals of UPDATE, DELETE and TRUNCATE';
 REVOKE EXECUTE ON FUNCTION @extschema@.equip_partition(regclass) FROM PUBLIC;
 
 -- The rules of a ledger row, one C call per table instead of 1.0's CHECK
@@ -105,6 +112,11 @@ BEGIN
 					   ' PARTITION BY RANGE (occurred_at)', t, t || '_1_0');
 		EXECUTE format('COMMENT ON TABLE @extschema@.%I IS %L', t,
 					   pg_catalog.obj_description(old, 'pg_class') || '; partitioned by month');
+		-- the insert trigger stamps recorded_at (the recording transaction's
+		-- start): a default would be filled in where the INSERT is planned,
+		-- which on Citus is the coordinator, and the shard would take the row
+		-- for a restored one
+		EXECUTE format('ALTER TABLE @extschema@.%I ALTER COLUMN recorded_at DROP DEFAULT', t);
 		-- an outcome carries its team, as a call does: the key the ledger
 		-- and its rollups are read by (and distributed by, on Citus)
 		IF t = 'outcomes' THEN
@@ -238,8 +250,9 @@ BEGIN
 		RETURN 0;
 	END IF;
 	-- (the caller holds the ledger against recorders: none slips in between)
-	EXECUTE format('SELECT EXISTS (SELECT FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2),'
-				   ' EXISTS (SELECT FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2'
+	-- (SELECT 1: Citus plans no empty select list over a distributed table)
+	EXECUTE format('SELECT EXISTS (SELECT 1 FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2),'
+				   ' EXISTS (SELECT 1 FROM @extschema@.%I d WHERE d.occurred_at >= $1 AND d.occurred_at < $2'
 				   ' AND d.recorded_at = pg_catalog.now())', ledger || '_default', ledger || '_default')
 		INTO moving, busy USING lo, hi;
 	-- a month archived already comes back only for rows that arrived late
@@ -445,6 +458,9 @@ CREATE FUNCTION @extschema@.record_outcome(initiative text, metric text, quantit
 DECLARE
 	old outcomes;
 	new_id bigint;
+	-- (looked up before the INSERT: Citus plans no subquery in an INSERT)
+	row_team text := coalesce(record_outcome.team,
+							  (SELECT i.team FROM initiatives i WHERE i.name = record_outcome.initiative));
 BEGIN
 	-- the second round is for an outcome recorded concurrently under the same key
 	FOR attempt IN 1 .. 2 LOOP
@@ -470,9 +486,7 @@ BEGIN
 			VALUES (coalesce(record_outcome.occurred_at, now()), record_outcome.initiative,
 					record_outcome.metric, record_outcome.quantity, record_outcome.value,
 					record_outcome.run_id, record_outcome.external_ref,
-					coalesce(record_outcome.attributes, '{}'),
-					coalesce(record_outcome.team,
-							 (SELECT i.team FROM initiatives i WHERE i.name = record_outcome.initiative)))
+					coalesce(record_outcome.attributes, '{}'), row_team)
 			RETURNING id INTO new_id;
 			RETURN new_id;
 		EXCEPTION WHEN unique_violation THEN
@@ -1133,30 +1147,38 @@ CREATE TRIGGER model_aliases_corrected BEFORE UPDATE ON @extschema@.model_aliase
 	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_corrected();
 CREATE FUNCTION @extschema@.shipped_row_restored() RETURNS trigger LANGUAGE plpgsql
 	SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+DECLARE
+	kept bigint;
 BEGIN
 	-- a restore is the tables' owner's; anyone else's insert is an insert
 	IF NOT pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
 		RETURN NEW;
 	END IF;
-	IF TG_TABLE_NAME = 'prices' THEN
+	-- The argument names the table, and the rows are looked for in the
+	-- trigger's own relation: on Citus the trigger is a shard's, whose name
+	-- is not the table's, and it may not query the distributed table.
+	IF TG_ARGV[0] = 'prices' THEN
 		-- a row of the user's that a release shipped under another id since
-		DELETE FROM prices p
-		WHERE p.shipped AND p.id <> NEW.id AND p.provider = NEW.provider AND p.model = NEW.model
-		  AND p.service_tier = NEW.service_tier AND p.min_input_tokens = NEW.min_input_tokens
-		  AND p.effective_from = NEW.effective_from;
-		UPDATE prices p SET provider = NEW.provider, model = NEW.model, service_tier = NEW.service_tier,
-							effective_from = NEW.effective_from, rate = NEW.rate,
-							min_input_tokens = NEW.min_input_tokens, source = NEW.source, shipped = false
-		WHERE p.id = NEW.id AND p.shipped;
-	ELSIF TG_TABLE_NAME = 'model_aliases' THEN
-		UPDATE model_aliases a SET model = NEW.model, shipped = false
-		WHERE a.provider = NEW.provider AND a.alias = NEW.alias AND a.shipped;
+		EXECUTE format('DELETE FROM %s p WHERE p.shipped AND p.id <> ($1).id AND p.provider = ($1).provider'
+					   ' AND p.model = ($1).model AND p.service_tier = ($1).service_tier'
+					   ' AND p.min_input_tokens = ($1).min_input_tokens AND p.effective_from = ($1).effective_from',
+					   TG_RELID::regclass) USING NEW;
+		EXECUTE format('UPDATE %s p SET provider = ($1).provider, model = ($1).model,'
+					   ' service_tier = ($1).service_tier, effective_from = ($1).effective_from, rate = ($1).rate,'
+					   ' min_input_tokens = ($1).min_input_tokens, source = ($1).source, shipped = false'
+					   ' WHERE p.id = ($1).id AND p.shipped', TG_RELID::regclass) USING NEW;
+	ELSIF TG_ARGV[0] = 'model_aliases' THEN
+		EXECUTE format('UPDATE %s a SET model = ($1).model, shipped = false'
+					   ' WHERE a.provider = ($1).provider AND a.alias = ($1).alias AND a.shipped',
+					   TG_RELID::regclass) USING NEW;
 	ELSE
-		UPDATE model_tiers t SET cheaper_provider = NEW.cheaper_provider, cheaper_model = NEW.cheaper_model,
-								 note = NEW.note, shipped = false
-		WHERE t.provider = NEW.provider AND t.model = NEW.model AND t.shipped;
+		EXECUTE format('UPDATE %s t SET cheaper_provider = ($1).cheaper_provider,'
+					   ' cheaper_model = ($1).cheaper_model, note = ($1).note, shipped = false'
+					   ' WHERE t.provider = ($1).provider AND t.model = ($1).model AND t.shipped',
+					   TG_RELID::regclass) USING NEW;
 	END IF;
-	IF FOUND THEN
+	GET DIAGNOSTICS kept = ROW_COUNT;
+	IF kept > 0 THEN
 		RETURN NULL;
 	END IF;
 	RETURN NEW;
@@ -1170,21 +1192,21 @@ BEGIN
 	IF pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
 		RETURN OLD;
 	END IF;
-	RAISE EXCEPTION 'the shipped % row % cannot be deleted', TG_TABLE_NAME,
+	RAISE EXCEPTION 'the shipped % row % cannot be deleted', TG_ARGV[0],
 		row_to_json(OLD)::jsonb - 'shipped' - 'source' - 'note'
 		USING ERRCODE = 'object_not_in_prerequisite_state',
-			  HINT = CASE TG_TABLE_NAME
+			  HINT = CASE TG_ARGV[0]
 						 WHEN 'model_tiers' THEN 'Update it instead (it becomes yours, and pg_dump keeps it); set cheaper_provider and cheaper_model to NULL to switch the suggestion off.'
 						 ELSE 'Update it instead (it becomes yours, and pg_dump keeps it), or add a price with a later effective_from.' END;
 END $$;
 CREATE TRIGGER prices_shipped_kept BEFORE DELETE ON @extschema@.prices
-	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_kept();
+	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_kept('prices');
 CREATE TRIGGER model_aliases_shipped_kept BEFORE DELETE ON @extschema@.model_aliases
-	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_kept();
+	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_kept('model_aliases');
 CREATE TRIGGER prices_restored BEFORE INSERT ON @extschema@.prices
-	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.shipped_row_restored();
+	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.shipped_row_restored('prices');
 CREATE TRIGGER model_aliases_restored BEFORE INSERT ON @extschema@.model_aliases
-	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.shipped_row_restored();
+	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.shipped_row_restored('model_aliases');
 
 -- functions that act for a role run as the extension's owner, with a
 -- pinned search_path
@@ -2131,9 +2153,9 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.model_tiers', 'WHERE NOT
 CREATE TRIGGER model_tiers_corrected BEFORE UPDATE ON @extschema@.model_tiers
 	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_corrected();
 CREATE TRIGGER model_tiers_shipped_kept BEFORE DELETE ON @extschema@.model_tiers
-	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_kept();
+	FOR EACH ROW WHEN (OLD.shipped) EXECUTE FUNCTION @extschema@.shipped_row_kept('model_tiers');
 CREATE TRIGGER model_tiers_restored BEFORE INSERT ON @extschema@.model_tiers
-	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.shipped_row_restored();
+	FOR EACH ROW WHEN (NOT NEW.shipped) EXECUTE FUNCTION @extschema@.shipped_row_restored('model_tiers');
 
 -- the shipped tiers: each premium model of the shipped catalog and the
 -- current small model of its family (a row a user already has is kept)

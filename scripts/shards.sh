@@ -8,6 +8,7 @@
 #       connections, and starts them (logs in DIR/<i>.log)
 #   sh scripts/shards.sh stop DIR
 #       stops them and removes DIR
+#   SHARDS_PRELOAD  shared_preload_libraries of the clusters (e.g. citus)
 # The server refuses to run as root: as root, the clusters belong to the
 # postgres OS user (DIR is given to it; its parent must be open to it).
 set -eu
@@ -35,6 +36,7 @@ start)
 			listen_addresses = 'localhost'
 			unix_socket_directories = '$DIR'
 			fsync = off
+			shared_preload_libraries = '${SHARDS_PRELOAD:-}'
 		EOF
 		as_owner "$BIN/pg_ctl" -D "$DIR/$i" -l "$DIR/$i.log" -w start >/dev/null
 		i=$((i + 1))

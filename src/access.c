@@ -87,7 +87,7 @@ caller_teams(bool *all)
 	relid = get_relname_relid("team_members", o->nsp);
 	if (*all || !OidIsValid(relid))
 		return NIL;
-	rel = table_open(relid, AccessShareLock);
+	rel = table_open(citus_rows_relid(relid), AccessShareLock);
 	desc = RelationGetDescr(rel);
 	role_att = SPI_fnumber(desc, "role_name");
 	team_att = SPI_fnumber(desc, "team");

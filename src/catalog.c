@@ -1194,8 +1194,16 @@ catalog_changed(PG_FUNCTION_ARGS)
 		elog(ERROR, "catalog_changed: not called by the trigger manager");
 	if (!registering)
 	{
+		/* (on a Citus node the trigger is a shard's: the table's cache goes) */
+		Oid table = citus_table_of_shard(trigdata->tg_relation);
+
 		CacheInvalidateRelcache(trigdata->tg_relation);
 		catalog_inval_callback((Datum) 0, RelationGetRelid(trigdata->tg_relation));
+		if (OidIsValid(table))
+		{
+			CacheInvalidateRelcacheByRelid(table);
+			catalog_inval_callback((Datum) 0, table);
+		}
 	}
 	return PointerGetDatum(NULL);
 }

@@ -192,6 +192,10 @@ extern bool ledger_privileged(Relation rel);
 extern bool ledger_row_restored(Relation rel, TimestampTz recorded_at);
 extern bool caller_sees_budget(int64 budget_id);
 
+/* citus.c */
+extern Oid citus_rows_relid(Oid relid);
+extern Oid citus_table_of_shard(Relation rel);
+
 /* jsonb_usage.c */
 extern void usage_jsonb_to_tokens(Jsonb *jb, Tokens *t);
 
