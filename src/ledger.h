@@ -193,8 +193,10 @@ extern bool ledger_row_restored(Relation rel, TimestampTz recorded_at);
 extern bool caller_sees_budget(int64 budget_id);
 
 /* citus.c */
-extern Oid citus_rows_relid(Oid relid);
-extern Oid citus_table_of_shard(Relation rel);
+extern Oid  citus_rows_relid(Oid relid);
+extern Oid  citus_table_of_shard(Relation rel);
+extern bool citus_colocated_shard(Relation rel, Oid table, const char *index_name, Oid *shard,
+								  Oid *shard_index);
 
 /* jsonb_usage.c */
 extern void usage_jsonb_to_tokens(Jsonb *jb, Tokens *t);

@@ -96,6 +96,7 @@ static const char *const index_names[NROLLUPS] = {"usage_rollup_key", "outcome_r
 typedef struct RollupKey
 {
 	RollupKind       kind;
+	Oid              target; /* the rollup's Citus shard to write, or InvalidOid */
 	SubTransactionId subid;
 	TimestampTz      stretch;
 	const char      *keys[MAX_KEYS]; /* NULL for SQL NULL */
@@ -104,6 +105,7 @@ typedef struct RollupKey
 typedef struct RollupEntry
 {
 	RollupKey key;
+	Oid       target_index; /* the index of key.target */
 	int128    sums[MAX_SUMS];
 	int128    nanos;
 	Numeric   quantity; /* NULL for none yet */
@@ -137,6 +139,7 @@ key_hash(const void *key, Size keysize)
 	uint32           h = hash_bytes((const unsigned char *) &k->stretch, sizeof(k->stretch));
 
 	h = hash_combine(h, (uint32) k->kind);
+	h = hash_combine(h, (uint32) k->target);
 	h = hash_combine(h, (uint32) k->subid);
 	for (int i = 0; i < nkeys[k->kind]; i++)
 		h = hash_combine(h, k->keys[i]
@@ -151,7 +154,8 @@ key_match(const void *key1, const void *key2, Size keysize)
 	const RollupKey *a = key1;
 	const RollupKey *b = key2;
 
-	if (a->kind != b->kind || a->subid != b->subid || a->stretch != b->stretch)
+	if (a->kind != b->kind || a->target != b->target || a->subid != b->subid ||
+		a->stretch != b->stretch)
 		return 1;
 	for (int i = 0; i < nkeys[a->kind]; i++)
 	{
@@ -256,6 +260,71 @@ map_rollup(RollupRel *r, Relation rel, RollupKind kind)
 	r->natts = RelationGetDescr(rel)->natts;
 }
 
+/*
+ * Where the rollup of a row of rel goes: InvalidOid for the rollup table
+ * itself; on a Citus node where rel is a shard of the ledger, the rollup's
+ * shard beside it (see citus.c), remembered per relation.
+ */
+typedef struct RollupTarget
+{
+	Oid fired;
+	Oid target[NROLLUPS];
+	Oid index[NROLLUPS];
+} RollupTarget;
+
+static HTAB  *targets = NULL;
+static uint64 targets_generation = 0;
+
+static Oid
+rollup_target(Relation rel, RollupKind kind, Oid *index)
+{
+	static Oid        last_fired = InvalidOid;
+	static uint64     last_generation = 0;
+	static Oid        last_target[NROLLUPS];
+	static Oid        last_index[NROLLUPS];
+	const LedgerOids *o = ledger_oids();
+	RollupTarget     *t;
+	bool              found;
+
+	if (last_fired != RelationGetRelid(rel) || last_generation != o->generation)
+	{
+		if (targets != NULL && targets_generation != o->generation)
+		{
+			hash_destroy(targets);
+			targets = NULL;
+		}
+		if (targets == NULL)
+		{
+			HASHCTL ctl;
+
+			memset(&ctl, 0, sizeof(ctl));
+			ctl.keysize = sizeof(Oid);
+			ctl.entrysize = sizeof(RollupTarget);
+			ctl.hcxt = TopMemoryContext;
+			targets = hash_create("tokenledger rollup targets", 16, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+			targets_generation = o->generation;
+		}
+		t = hash_search(targets, &RelationGetRelid(rel), HASH_ENTER, &found);
+		if (!found)
+			for (int k = 0; k < NROLLUPS; k++)
+			{
+				t->target[k] = InvalidOid;
+				t->index[k] = InvalidOid;
+				if (OidIsValid(rollup_rels[k].relid) &&
+					!citus_colocated_shard(rel, rollup_rels[k].relid, index_names[k], &t->target[k],
+										   &t->index[k]))
+					t->target[k] = t->index[k] = InvalidOid;
+			}
+		last_fired = RelationGetRelid(rel);
+		last_generation = o->generation;
+		memcpy(last_target, t->target, sizeof(last_target));
+		memcpy(last_index, t->index, sizeof(last_index));
+	}
+	*index = last_index[kind];
+	return last_target[kind];
+}
+
 static const char *
 copy_key(const char *s)
 {
@@ -322,6 +391,7 @@ rollup_usage_row(Relation rel, TupleTableSlot *slot, bool inserted, int sign)
 	int64            requests;
 	bool             call;
 	TimestampTz      at;
+	Oid              target_index;
 
 	if (!rollups_known())
 		return;
@@ -342,6 +412,7 @@ rollup_usage_row(Relation rel, TupleTableSlot *slot, bool inserted, int sign)
 	ensure_pending();
 	memset(&key, 0, sizeof(key));
 	key.kind = ROLLUP_USAGE;
+	key.target = rollup_target(rel, ROLLUP_USAGE, &target_index);
 	key.subid = GetCurrentSubTransactionId();
 	key.stretch = c ? catalog_fx_stretch(c->currency, at) : utc_hour_start(at);
 	key.keys[0] = text_or_null(values, nulls, U_PROVIDER);
@@ -355,6 +426,7 @@ rollup_usage_row(Relation rel, TupleTableSlot *slot, bool inserted, int sign)
 	key.keys[5] = text_or_null(values, nulls, U_INITIATIVE);
 	key.keys[6] = text_or_null(values, nulls, U_ENVIRONMENT);
 	e = entry_for(&key);
+	e->target_index = target_index;
 
 	t = DatumGetTokensP(values[U_TOKENS]);
 	requests = DatumGetInt64(values[U_REQUESTS]);
@@ -401,6 +473,7 @@ rollup_outcome_row(Relation rel, HeapTuple tuple)
 	RollupEntry     *e;
 	const CostValue *v = NULL;
 	MemoryContext    old;
+	Oid              target_index;
 
 	if (!rollups_known() || !OidIsValid(rollup_rels[ROLLUP_OUTCOMES].relid))
 		return;
@@ -415,6 +488,7 @@ rollup_outcome_row(Relation rel, HeapTuple tuple)
 	ensure_pending();
 	memset(&key, 0, sizeof(key));
 	key.kind = ROLLUP_OUTCOMES;
+	key.target = rollup_target(rel, ROLLUP_OUTCOMES, &target_index);
 	key.subid = GetCurrentSubTransactionId();
 	key.stretch = v ? catalog_fx_stretch(v->currency, DatumGetTimestampTz(values[O_OCCURRED_AT]))
 					: utc_hour_start(DatumGetTimestampTz(values[O_OCCURRED_AT]));
@@ -422,6 +496,7 @@ rollup_outcome_row(Relation rel, HeapTuple tuple)
 	key.keys[1] = text_or_null(values, nulls, O_INITIATIVE);
 	key.keys[2] = v ? v->currency : NULL;
 	e = entry_for(&key);
+	e->target_index = target_index;
 	e->sums[0] += 1;
 	if (v)
 		e->nanos += v->nanos;
@@ -678,6 +753,17 @@ write_entry(Relation rel, BlockNumber nblocks, CatalogIndexState indstate, Rollu
 	pfree(nulls);
 }
 
+/* a rollup table (or a Citus shard of one) opened for writing */
+typedef struct OpenRollup
+{
+	RollupKind        kind;
+	Oid               target;
+	Relation          rel;
+	CatalogIndexState indstate;
+	BlockNumber       nblocks;
+	RollupRel         r;
+} OpenRollup;
+
 /*
  * Write the pending sums of the current subtransaction, or all of them,
  * into this transaction's slot.
@@ -685,16 +771,16 @@ write_entry(Relation rel, BlockNumber nblocks, CatalogIndexState indstate, Rollu
 void
 rollup_flush(bool all)
 {
-	SubTransactionId  cur = GetCurrentSubTransactionId();
-	HASH_SEQ_STATUS   seq;
-	RollupEntry      *e;
-	Relation          rels[NROLLUPS] = {NULL};
-	CatalogIndexState indstates[NROLLUPS] = {NULL};
-	BlockNumber       nblocks[NROLLUPS] = {0};
-	int               slot = -1;
-	bool              snapshot_pushed = false;
-	List             *done = NIL;
-	ListCell         *lc;
+	SubTransactionId cur = GetCurrentSubTransactionId();
+	HASH_SEQ_STATUS  seq;
+	RollupEntry     *e;
+	OpenRollup      *open = NULL;
+	int              nopen = 0;
+	int              open_size = 0;
+	int              slot = -1;
+	bool             snapshot_pushed = false;
+	List            *done = NIL;
+	ListCell        *lc;
 
 	if (!rollup_pending())
 		return;
@@ -706,7 +792,8 @@ rollup_flush(bool all)
 	hash_seq_init(&seq, pending);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		RollupKind kind = e->key.kind;
+		RollupKind  kind = e->key.kind;
+		OpenRollup *t = NULL;
 
 		if (!all && e->key.subid != cur)
 			continue;
@@ -715,14 +802,35 @@ rollup_flush(bool all)
 			continue;
 		if (slot < 0)
 			slot = ledger_claim_slot();
-		if (rels[kind] == NULL)
+		for (int i = 0; i < nopen && t == NULL; i++)
+			if (open[i].kind == kind && open[i].target == e->key.target)
+				t = &open[i];
+		if (t == NULL)
 		{
-			rels[kind] = table_open(rollup_rels[kind].relid, RowExclusiveLock);
-			map_rollup(&rollup_rels[kind], rels[kind], kind);
-			indstates[kind] = CatalogOpenIndexes(rels[kind]);
-			nblocks[kind] = RelationGetNumberOfBlocks(rels[kind]);
+			if (nopen == open_size)
+			{
+				open_size = Max(4, 2 * open_size);
+				open = open ? repalloc(open, open_size * sizeof(OpenRollup))
+							: palloc(open_size * sizeof(OpenRollup));
+			}
+			t = &open[nopen++];
+			t->kind = kind;
+			t->target = e->key.target;
+			t->r = rollup_rels[kind];
+			if (OidIsValid(e->key.target))
+			{
+				t->r.relid = e->key.target;
+				t->r.index = e->target_index;
+				t->r.natts = 0;
+			}
+			t->rel = table_open(t->r.relid, RowExclusiveLock);
+			map_rollup(&t->r, t->rel, kind);
+			if (!OidIsValid(e->key.target))
+				rollup_rels[kind] = t->r; /* (its column numbers, kept) */
+			t->indstate = CatalogOpenIndexes(t->rel);
+			t->nblocks = RelationGetNumberOfBlocks(t->rel);
 		}
-		write_entry(rels[kind], nblocks[kind], indstates[kind], &rollup_rels[kind], e, slot);
+		write_entry(t->rel, t->nblocks, t->indstate, &t->r, e, slot);
 	}
 	foreach (lc, done)
 	{
@@ -731,12 +839,13 @@ rollup_flush(bool all)
 		(void) hash_search(pending, &d->key, HASH_REMOVE, NULL);
 	}
 	list_free(done);
-	for (int k = 0; k < NROLLUPS; k++)
-		if (rels[k] != NULL)
-		{
-			CatalogCloseIndexes(indstates[k]);
-			table_close(rels[k], NoLock);
-		}
+	for (int i = 0; i < nopen; i++)
+	{
+		CatalogCloseIndexes(open[i].indstate);
+		table_close(open[i].rel, NoLock);
+	}
+	if (open)
+		pfree(open);
 	if (slot >= 0)
 		CommandCounterIncrement();
 	if (snapshot_pushed)

@@ -279,11 +279,26 @@ def main():
               f"a reader of team sales sees its team's calls and outcomes only, through Citus ({seen}, {seen_o})")
         reader.close()
 
+        # -- rollups --------------------------------------------------------------------
+        got = [tuple(r) for r in rows(coord, """
+            SELECT team, sum(entries), sum(requests), sum(input_tokens), sum(spend) FROM tokenledger.usage_rollup
+            GROUP BY team ORDER BY team""")]
+        want_r = [tuple(r) for r in rows(coord, """
+            SELECT team, count(*), sum(requests), sum(tokenledger.input(tokens)), sum(tokenledger.amount(cost))
+            FROM tokenledger.usage GROUP BY team ORDER BY team""")]
+        shells = [one(w, "SELECT pg_relation_size('tokenledger.usage_rollup') + pg_relation_size('tokenledger.outcome_rollup')")[0]
+                  for w in workers]
+        check(got == want_r and len(got) == 4 and shells == [0, 0],
+              f"usage_rollup per team, read through Citus, equals the ledger: the workers write the rollup's "
+              f"co-located shard, not its shell (shell bytes {shells})", [f"rollup: {got}", f"ledger: {want_r}"])
+        got = [tuple(r) for r in rows(coord, """SELECT team, initiative, sum(entries), sum(outcomes), sum(outcome_value)
+                                                FROM tokenledger.outcome_rollup GROUP BY 1, 2 ORDER BY 1, 2""")]
+        want_o = [tuple(r) for r in rows(coord, """SELECT team, initiative, count(*), sum(quantity), sum(tokenledger.amount(value))
+                                                   FROM tokenledger.outcomes GROUP BY 1, 2 ORDER BY 1, 2""")]
+        check(got == want_o and len(got) == 3, "outcome_rollup per team and initiative equals the outcomes",
+              [f"rollup: {got}", f"ledger: {want_o}"])
+
         # -- what the README says does not hold ---------------------------------------
-        comment("not checked (README, Citus): rollup rows seen through Citus: "
-                f"{one(coord, 'SELECT count(*) FROM tokenledger.usage_rollup')[0]}; rollup pages written into the "
-                "workers' own usage_rollup: "
-                + ", ".join(str(one(w, "SELECT pg_relation_size('tokenledger.usage_rollup')")[0]) for w in workers))
         c17 = next(c for c in cs if c["request_id"] == "call-17")
         views = ["spend_daily", "initiative_economics", "spend_vs_outcome_growth", "run_economics",
                  "unattributed_spend", "token_maxing", "focus_export", "model_rightsizing", "spend_anomalies",
